@@ -1,0 +1,74 @@
+"""Resources shared by the assets and checks: where files live, where raw data lands, the validation policy."""
+
+
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import pandas as pd
+
+from rec_pipeline.privacy import SALT_ENV_VAR, load_salt
+from rec_pipeline.validation import ValidationSettings
+
+
+class ProjectStore(dg.ConfigurableResource):
+    """The project root (a DVC repository) and the data folder inside it, where every asset keeps its files."""
+
+    root: str = "."
+    data_dir: str = "data"
+
+    def root_path(self) -> Path:
+        return Path(self.root).resolve()
+
+    def resolve(self, path: str) -> Path:
+        """`path` as given if absolute, else relative to the project root."""
+        p = Path(path)
+        return p if p.is_absolute() else self.root_path() / p
+
+    def data_path(self, *parts: str) -> Path:
+        return self.resolve(self.data_dir).joinpath(*parts)
+
+    def validated_path(self, table: str) -> Path:
+        return self.data_path("validated", f"{table}.parquet")
+
+    def quarantine_path(self, table: str) -> Path:
+        return self.data_path("validated", f"{table}_quarantine.parquet")
+
+
+class RawDataSource(dg.ConfigurableResource):
+    """Where raw data lands and its format: the canonical schema, or the UCI Online Retail CSV (both tables in one file)."""
+
+    format: Literal["canonical", "online_retail"] = "canonical"
+    events_path: str = "data/raw/events"
+    catalog_path: str = "data/raw/catalog"
+
+
+class ValidationPolicy(dg.ConfigurableResource):
+    """Limits applied to every row, and the quarantined share above which the blocking checks fail."""
+
+    max_quarantine_share: float = 0.05
+    earliest_ts: str = "2000-01-01"
+    future_tolerance_minutes: float = 5.0
+    max_title_chars: int = 1_000
+    max_description_chars: int = 20_000
+    max_query_chars: int = 1_000
+
+    def settings(self, now: pd.Timestamp) -> ValidationSettings:
+        return ValidationSettings(
+            now=now,
+            earliest_ts=pd.Timestamp(self.earliest_ts, tz="UTC"),
+            future_tolerance=pd.Timedelta(minutes=self.future_tolerance_minutes),
+            max_title_chars=self.max_title_chars,
+            max_description_chars=self.max_description_chars,
+            max_query_chars=self.max_query_chars,
+        )
+
+
+class UserPseudonymiser(dg.ConfigurableResource):
+    """The salt for user-id pseudonyms: from the environment variable if set, else a random salt kept in a file."""
+
+    salt_env_var: str = SALT_ENV_VAR
+    salt_file: str = "data/.user_id_salt"
+
+    def salt(self, store: ProjectStore) -> str:
+        return load_salt(store.resolve(self.salt_file), self.salt_env_var)

@@ -1,0 +1,1 @@
+"""Asset checks and Great Expectations suites for rec_pipeline's assets."""

@@ -1,0 +1,117 @@
+"""Blocking checks on the validated tables: if one fails, nothing downstream of that table materialises."""
+
+
+import dagster as dg
+import pandas as pd
+
+from assets.metadata import markdown_table, quarantine_sample
+from assets.resources import ProjectStore, ValidationPolicy
+from assets.validation import validated_catalog, validated_events
+from checks.suites import SuiteOutcome, catalog_suite, events_suite, run_suite
+
+
+def _quarantine_share_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset,
+        name="quarantine_share",
+        blocking=True,
+        description="Fails when the quarantined share of rows passes the policy's threshold (default 5%).",
+    )
+    def check(store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
+        rows_valid = len(pd.read_parquet(store.validated_path(table), columns=["source_row"]))
+        quarantine = pd.read_parquet(store.quarantine_path(table))
+        rows_in = rows_valid + len(quarantine)
+        share = len(quarantine) / rows_in if rows_in else 1.0
+        passed = rows_in > 0 and share <= policy.max_quarantine_share
+        by_rule = quarantine["rule"].value_counts()
+        verdict = "within" if passed else "above"
+        return dg.AssetCheckResult(
+            passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=(
+                f"{len(quarantine):,} of {rows_in:,} rows quarantined ({share:.2%}), {verdict} the "
+                f"{policy.max_quarantine_share:.0%} threshold"
+                + ("" if passed else f"; rules: {', '.join(f'{rule} ({n:,})' for rule, n in by_rule.items())}")
+            ),
+            metadata={
+                "rows_in": rows_in,
+                "rows_quarantined": len(quarantine),
+                "quarantined_share": share,
+                "threshold": policy.max_quarantine_share,
+                "quarantined_by_rule": dg.MetadataValue.json({str(k): int(v) for k, v in by_rule.items()}),
+                "sample_rows": dg.MetadataValue.md(quarantine_sample(quarantine, columns=_sample_columns(table))),
+            },
+        )
+
+    return check
+
+
+def _sample_columns(table: str) -> list[str]:
+    key = "event_id" if table == "events" else "item_id"
+    return ["rule", "source_file", "source_row", key, "reason"]
+
+
+def _suite_result(outcome: SuiteOutcome) -> dg.AssetCheckResult:
+    rows = [
+        {
+            "expectation": o.expectation,
+            "column": o.column or "",
+            "passed": "yes" if o.success else "NO",
+            "unexpected": "" if o.unexpected_count is None else o.unexpected_count,
+            "observed": o.observed,
+        }
+        for o in outcome.outcomes
+    ]
+    failed = outcome.failed
+    return dg.AssetCheckResult(
+        passed=outcome.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"all {len(outcome.outcomes)} expectations met"
+            if outcome.success
+            else f"{len(failed)} of {len(outcome.outcomes)} expectations failed: "
+            + ", ".join(f"{o.expectation}({o.column})" if o.column else o.expectation for o in failed)
+        ),
+        metadata={
+            "expectations": len(outcome.outcomes),
+            "failed_expectations": len(failed),
+            "results": dg.MetadataValue.md(markdown_table(rows, ["expectation", "column", "passed", "unexpected", "observed"])),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=validated_catalog,
+    name="great_expectations",
+    blocking=True,
+    description="Great Expectations suite on the valid catalog: columns and types, unique ids, non-empty titles, prices ≥ 0.",
+)
+def catalog_expectations(store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
+    frame = pd.read_parquet(store.validated_path("catalog"))
+    return _suite_result(run_suite(frame, "validated_catalog", catalog_suite(policy.max_title_chars)))
+
+
+@dg.asset_check(
+    asset=validated_events,
+    name="great_expectations",
+    blocking=True,
+    description=(
+        "Great Expectations suite on the valid events: columns and types, required ids, event types, timestamps in the "
+        "window and not in the future, prices ≥ 0, purchase quantities > 0, unique event ids, pseudonymous user ids, "
+        "every item in the catalog."
+    ),
+)
+def events_expectations(store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
+    frame = pd.read_parquet(store.validated_path("events"))
+    catalog_ids = pd.read_parquet(store.validated_path("catalog"), columns=["item_id"])["item_id"]
+    settings = policy.settings(pd.Timestamp.now(tz="UTC"))
+    suite = events_suite(catalog_ids, settings.earliest_ts, settings.now + settings.future_tolerance)
+    return _suite_result(run_suite(frame, "validated_events", suite))
+
+
+validation_checks = [
+    _quarantine_share_check(validated_catalog, "catalog"),
+    _quarantine_share_check(validated_events, "events"),
+    catalog_expectations,
+    events_expectations,
+]

@@ -1,0 +1,94 @@
+"""`rec-pipeline`: the project's commands.
+
+    rec-pipeline demo [--data default|online-retail]   materialise every asset through Dagster and summarise
+    rec-pipeline generate --out DIR [--seed N]         write the embedded default data (canonical JSONL)
+    rec-pipeline validate --events P --catalog P       check your own data against the rules, without Dagster
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def _project_root() -> Path:
+    """The checkout holding workspace.yaml: the current folder or one above it."""
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / "workspace.yaml").exists() and (folder / "assets").is_dir():
+            return folder
+    sys.exit("rec-pipeline demo runs inside a rec_pipeline checkout (a folder with workspace.yaml and assets/).")
+
+
+def _demo(args: argparse.Namespace, rest: list[str]) -> int:
+    # The Dagster wiring lives in the checkout's assets/, not in this library, so it runs as its own module there.
+    return subprocess.call([sys.executable, "-m", "assets.demo", *rest], cwd=_project_root())
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from rec_pipeline.generate import GeneratorConfig, generate
+
+    config = GeneratorConfig.small() if args.size == "small" else GeneratorConfig()
+    config = GeneratorConfig(**{**config.__dict__, "seed": args.seed})
+    summary = generate(args.out, config, overwrite=args.overwrite)
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from rec_pipeline.readers import read_source
+    from rec_pipeline.schema import DataFormatError
+    from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
+
+    settings = ValidationSettings(now=pd.Timestamp.now(tz="UTC"))
+    try:
+        catalog_rows = read_source("catalog", args.catalog, args.format)
+        catalog = validate_catalog(catalog_rows.frame, settings, catalog_rows.rules)
+        event_rows = read_source("events", args.events, args.format)
+        events = validate_events(event_rows.frame, catalog.valid["item_id"], settings, event_rows.rules)
+    except DataFormatError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = {}
+    for name, result in (("catalog", catalog), ("events", events)):
+        summary = result.summary()
+        summary["quarantined_by_rule"] = {k: v for k, v in summary["quarantined_by_rule"].items() if v}
+        summary["failures_by_rule"] = {k: v for k, v in summary["failures_by_rule"].items() if v}
+        summary["sample"] = result.quarantine.head(args.sample)[["rule", "source_file", "source_row", "reason"]].to_dict("records")
+        report[name] = summary
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rec-pipeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("demo", help="materialise every asset through Dagster (options: see `rec-pipeline demo --help`)", add_help=False)
+
+    generate = commands.add_parser("generate", help="write the embedded default data")
+    generate.add_argument("--out", type=Path, default=Path("data/raw"))
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--size", choices=["default", "small"], default="default")
+    generate.add_argument("--overwrite", action="store_true", help="replace data already in --out")
+
+    validate = commands.add_parser("validate", help="run the validation rules on your data and print what would be quarantined")
+    validate.add_argument("--events", required=True, type=Path)
+    validate.add_argument("--catalog", required=True, type=Path)
+    validate.add_argument("--format", choices=["canonical", "online_retail"], default="canonical")
+    validate.add_argument("--sample", type=int, default=10, help="quarantined rows to show")
+
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "demo":
+        return _demo(args, rest)
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    return _generate(args) if args.command == "generate" else _validate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Readers for the canonical format: JSON Lines, CSV and Parquet files (optionally gzipped), or folders of them.
+
+Values come back as read; validation coerces them. Problems that make a whole file unreadable (missing, empty,
+missing columns, broken CSV structure) raise `DataFormatError` naming the file, row and field. A JSON line that
+cannot be parsed does not stop the read: it becomes a row flagged by the `malformed_record` rule, so it is
+quarantined with its line number and the parser's message instead of being lost.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from rec_pipeline.schema import (
+    CATALOG_COLUMNS,
+    EVENT_COLUMNS,
+    REQUIRED_CATALOG_COLUMNS,
+    REQUIRED_EVENT_COLUMNS,
+    DataFormatError,
+)
+from rec_pipeline.sources import SourceTable
+from rec_pipeline.validation import Rule, failing
+
+SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
+MALFORMED = "malformed"  # column holding why a record could not be parsed (None when it could)
+
+
+def _format_of(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return suffix.lstrip(".").replace("ndjson", "jsonl")
+    return None
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The readable files at `path` (a file, or a folder read in name order; hidden files are skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(str(path), "no such file or folder")
+    if path.is_file():
+        if _format_of(path) is None:
+            raise DataFormatError(str(path), f"unsupported file type; expected one of {', '.join(SUFFIXES)} (optionally .gz)")
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and _format_of(p))
+    if not files:
+        raise DataFormatError(str(path), f"folder holds no {', '.join(SUFFIXES)} files")
+    return files
+
+
+def _open_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.lower().endswith(".gz") else data
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    records: list[dict] = []
+    for number, line in enumerate(_open_bytes(path).split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        # Undecodable bytes survive as surrogates, so the invalid_utf8 rule can name the field that holds them.
+        text = line.decode("utf-8", errors="surrogateescape")
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as err:
+            records.append({"source_row": number, MALFORMED: f"line is not valid JSON: {err.msg} at column {err.colno}"})
+            continue
+        if not isinstance(record, dict):
+            records.append({"source_row": number, MALFORMED: f"line is a JSON {type(record).__name__}, not an object"})
+            continue
+        record.pop(MALFORMED, None)
+        record["source_row"] = number
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding="utf-8",
+            encoding_errors="surrogateescape",
+            compression="infer",
+        )
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(str(path), "file is empty (no header row)") from None
+    except pd.errors.ParserError as err:
+        raise DataFormatError(str(path), f"broken CSV structure: {err}") from None
+    frame = frame.astype(object).where(frame.notna(), None)
+    frame["source_row"] = range(1, len(frame) + 1)
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several unrelated types for a damaged file
+        raise DataFormatError(str(path), f"not a readable Parquet file: {err}") from None
+    frame["source_row"] = range(1, len(frame) + 1)
+    return frame
+
+
+_READERS = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}
+
+
+def _malformed_rule() -> Rule:
+    def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+        return failing(raw[MALFORMED].notna(), raw[MALFORMED].astype(object))
+
+    return Rule("malformed_record", "every record can be parsed", find)
+
+
+def _read_files(path: str | Path, columns: Sequence[str], required: Sequence[str]) -> SourceTable:
+    files = data_files(path)
+    root = Path(path) if Path(path).is_dir() else Path(path).parent
+    frames = []
+    for file in files:
+        name = str(file.relative_to(root))
+        if file.stat().st_size == 0:
+            raise DataFormatError(name, "file is empty (0 bytes)")
+        frame = _READERS[_format_of(file)](file)
+        if frame.empty:
+            raise DataFormatError(name, "file has no data rows")
+        parsed = frame[MALFORMED].isna() if MALFORMED in frame.columns else pd.Series(True, index=frame.index)
+        present = [c for c in frame.columns if frame.loc[parsed, c].notna().any()] if _format_of(file) == "jsonl" else list(frame.columns)
+        missing = [c for c in required if c not in present]
+        if missing:
+            where = "no record has" if _format_of(file) == "jsonl" else "missing column(s)"
+            raise DataFormatError(
+                name,
+                f"{where} {', '.join(repr(c) for c in missing)}; found: {', '.join(c for c in frame.columns if c != 'source_row') or 'nothing'}",
+                row=1 if _format_of(file) != "jsonl" else None,
+                field=missing[0],
+            )
+        frame["source_file"] = name
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True, sort=False)
+    keep = [c for c in (*columns, "source_file", "source_row", MALFORMED) if c in table.columns]
+    table = table[keep]
+    for col in columns:
+        if col not in table.columns:
+            table[col] = None
+    if MALFORMED not in table.columns:
+        table[MALFORMED] = None
+    table = table.astype({c: object for c in columns})
+    return SourceTable(
+        frame=table,
+        files=[str(f.relative_to(root)) for f in files],
+        rules=[_malformed_rule()],
+        stats={"files": len(files), "rows_read": len(table), "malformed_records": int(table[MALFORMED].notna().sum())},
+    )
+
+
+def read_events(path: str | Path) -> SourceTable:
+    """Canonical events from a file or a folder of files."""
+    return _read_files(path, EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS)
+
+
+def read_catalog(path: str | Path) -> SourceTable:
+    """The canonical item catalog from a file or a folder of files."""
+    return _read_files(path, CATALOG_COLUMNS, REQUIRED_CATALOG_COLUMNS)
+
+
+FORMATS = ("canonical", "online_retail")
+
+
+def read_source(table: str, path: str | Path, format: str = "canonical") -> SourceTable:
+    """`table` ("events" or "catalog") of a data source in one of `FORMATS`."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown data format {format!r}; expected one of {', '.join(FORMATS)}")
+    if table not in ("events", "catalog"):
+        raise ValueError(f"unknown table {table!r}; expected 'events' or 'catalog'")
+    if format == "online_retail":
+        from rec_pipeline.online_retail import load_online_retail
+
+        events, catalog = load_online_retail(path)
+        return events if table == "events" else catalog
+    return read_events(path) if table == "events" else read_catalog(path)

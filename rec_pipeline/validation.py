@@ -1,0 +1,387 @@
+"""Row-level validation rules: every input row ends up either valid or quarantined with its rule and reason.
+
+A `Rule` looks at the rows as read (`raw`, values untouched) and as coerced to the canonical types (`typed`) and
+returns, for each failing row, a human-readable reason. `apply_rules` runs the rules in order; a row that fails
+any rule is quarantined under the first rule it fails, and every rule it fails is listed, so the counts per rule
+can be compared with what a data source is known to contain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES, PROVENANCE_COLUMNS
+
+Finder = Callable[[pd.DataFrame, pd.DataFrame], pd.Series]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`find(raw, typed)` returns a Series aligned with the rows: a reason where the row fails, None where it passes."""
+
+    name: str
+    description: str
+    find: Finder
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    now: pd.Timestamp
+    earliest_ts: pd.Timestamp = pd.Timestamp("2000-01-01", tz="UTC")
+    future_tolerance: pd.Timedelta = pd.Timedelta(minutes=5)
+    max_title_chars: int = 1_000
+    max_description_chars: int = 20_000
+    max_query_chars: int = 1_000
+
+
+@dataclass
+class ValidationResult:
+    valid: pd.DataFrame
+    quarantine: pd.DataFrame
+    rows_in: int
+    # Each quarantined row counted once, under the first rule it fails: these add up to rows_quarantined.
+    quarantined_by_rule: dict[str, int]
+    # Rows failing each rule, a row possibly under several: comparable with a source's known quirk counts.
+    failures_by_rule: dict[str, int]
+    rule_descriptions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rows_valid(self) -> int:
+        return len(self.valid)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantine)
+
+    def summary(self) -> dict:
+        return {
+            "rows_in": self.rows_in,
+            "rows_valid": self.rows_valid,
+            "rows_quarantined": self.rows_quarantined,
+            "quarantined_by_rule": self.quarantined_by_rule,
+            "failures_by_rule": self.failures_by_rule,
+        }
+
+
+QUARANTINE_EXTRA_COLUMNS = ("rule", "reason", "failed_rules")
+
+
+def failing(mask: pd.Series, reason: str | pd.Series) -> pd.Series:
+    """The reason for the rows where `mask` holds, None elsewhere."""
+    mask = mask.fillna(False).astype(bool)
+    out = pd.Series(None, index=mask.index, dtype=object)
+    if mask.any():
+        out[mask] = reason[mask] if isinstance(reason, pd.Series) else reason
+    return out
+
+
+def apply_rules(
+    raw: pd.DataFrame, typed: pd.DataFrame, rules: Sequence[Rule], columns: Sequence[str]
+) -> ValidationResult:
+    """Split rows into valid (typed `columns` + provenance) and quarantined (raw values as text + rule + reason)."""
+    if not raw.index.equals(typed.index):
+        raise ValueError("raw and typed rows must share one index")
+    n = len(raw)
+    reasons = {rule.name: rule.find(raw, typed).reindex(raw.index) for rule in rules}
+    failed = pd.DataFrame({name: r.notna().to_numpy() for name, r in reasons.items()}, index=raw.index)
+    failures_by_rule = {name: int(failed[name].sum()) for name in failed.columns}
+    bad = failed.any(axis=1).to_numpy() if len(rules) else np.zeros(n, dtype=bool)
+
+    provenance = [c for c in PROVENANCE_COLUMNS if c in typed.columns]
+    valid = typed.loc[~bad, list(columns) + provenance].reset_index(drop=True)
+
+    bad_failed = failed.loc[bad]
+    first_rule = bad_failed.idxmax(axis=1) if len(bad_failed) else pd.Series([], dtype=object)
+    quarantine = pd.DataFrame(index=bad_failed.index)
+    for col in columns:
+        quarantine[col] = as_display_text(raw[col]).loc[bad] if col in raw.columns else None
+    for col in provenance:
+        quarantine[col] = typed.loc[bad, col]
+    quarantine["rule"] = first_rule
+    reason_frame = pd.DataFrame({name: r.loc[bad] for name, r in reasons.items()})
+    quarantine["reason"] = [reason_frame.at[i, rule] for i, rule in first_rule.items()]
+    names = np.array(failed.columns)
+    quarantine["failed_rules"] = [";".join(names[row]) for row in bad_failed.to_numpy()]
+    quarantine = quarantine.reset_index(drop=True)
+
+    quarantined_by_rule = {name: 0 for name in failed.columns}
+    for name, count in first_rule.value_counts().items():
+        quarantined_by_rule[name] = int(count)
+    return ValidationResult(
+        valid=valid,
+        quarantine=quarantine,
+        rows_in=n,
+        quarantined_by_rule=quarantined_by_rule,
+        failures_by_rule=failures_by_rule,
+        rule_descriptions={rule.name: rule.description for rule in rules},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Coercion from values as read (strings from CSV, JSON scalars, Parquet types) to the canonical types.
+
+_SURROGATE = "[\udc80-\udcff]"  # what undecodable bytes become when read with errors="surrogateescape"
+
+
+def as_display_text(values: pd.Series) -> pd.Series:
+    """Any value as text for the quarantine table (undecodable bytes shown as U+FFFD); None stays None."""
+
+    def convert(v):
+        if _is_missing(v):
+            return None
+        return str(v).encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+
+    return values.map(convert).astype(object)
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    return value is pd.NA or value is pd.NaT
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Identifiers and text: stripped strings; empty strings, nulls and non-scalar values (lists, dicts) become None."""
+
+    def convert(v):
+        if _is_missing(v) or isinstance(v, (list, dict, bool)):
+            return None
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        text = str(v).strip()
+        return text or None
+
+    return values.map(convert).astype(object)
+
+
+def as_number(values: pd.Series) -> pd.Series:
+    """Floats; anything that is not a finite number becomes NaN (see `unparseable`)."""
+
+    def convert(v):
+        if _is_missing(v) or isinstance(v, (bool, list, dict)):
+            return np.nan
+        try:
+            number = float(str(v).strip()) if isinstance(v, str) else float(v)
+        except (TypeError, ValueError):
+            return np.nan
+        return number if np.isfinite(number) else np.nan
+
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        out = values.astype("float64")
+        return out.where(np.isfinite(out))
+    return values.map(convert).astype("float64")
+
+
+def as_timestamp(values: pd.Series) -> pd.Series:
+    """UTC timestamps from ISO 8601 text (naive text is taken as UTC) or datetime values; NaT where unparseable."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.dt.tz_localize("UTC") if values.dt.tz is None else values.dt.tz_convert("UTC")
+    text = as_text(values)
+    # Parsed apart: in one call pandas gives naive strings the offset of an earlier row that had one.
+    has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True, na=False)
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    for part in (has_offset, ~has_offset & text.notna()):
+        if part.any():
+            out[part] = pd.to_datetime(text[part], utc=True, errors="coerce", format="ISO8601")
+    return out
+
+
+def unparseable(raw: pd.Series, typed: pd.Series) -> pd.Series:
+    """Rows where something was given but could not be coerced."""
+    given = raw.map(lambda v: not _is_missing(v) and not (isinstance(v, str) and not v.strip()))
+    return given.astype(bool) & typed.isna()
+
+
+def has_undecodable_bytes(raw: pd.DataFrame, columns: Iterable[str]) -> pd.Series:
+    """The first column (in `columns` order) holding bytes that were not valid UTF-8, or None."""
+    found = pd.Series(None, index=raw.index, dtype=object)
+    for col in columns:
+        if col not in raw.columns or raw[col].dtype != object:
+            continue
+        hit = raw[col].map(lambda v: isinstance(v, str)).astype(bool)
+        hit &= raw[col].where(hit, "").str.contains(_SURROGATE, regex=True)
+        found = found.where(found.notna() | ~hit, col)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The canonical rules.
+
+
+def coerce_events(raw: pd.DataFrame) -> pd.DataFrame:
+    col = lambda name: raw[name] if name in raw.columns else pd.Series(None, index=raw.index, dtype=object)  # noqa: E731
+    typed = pd.DataFrame(index=raw.index)
+    for name in ("event_id", "user_id", "session_id", "item_id", "query"):
+        typed[name] = as_text(col(name))
+    typed["event_type"] = as_text(col("event_type")).str.lower()
+    typed["ts"] = as_timestamp(col("ts"))
+    typed["price"] = as_number(col("price"))
+    quantity = as_number(col("quantity"))
+    typed["quantity"] = quantity.where(quantity == np.floor(quantity)).astype("Int64")
+    for name in PROVENANCE_COLUMNS:
+        if name in raw.columns:
+            typed[name] = raw[name]
+    return typed[[*EVENT_COLUMNS, *[c for c in PROVENANCE_COLUMNS if c in typed.columns]]]
+
+
+def _missing_rule(field_name: str, when=None, what: str = "") -> Rule:
+    def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+        mask = typed[field_name].isna() & ~_unparseable_field(raw, typed, field_name)
+        if when is not None:
+            mask &= when(typed)
+        return failing(mask, f"{field_name} is missing{what}")
+
+    return Rule(f"missing_{field_name}", f"{field_name} must be present{what}", find)
+
+
+def _unparseable_field(raw: pd.DataFrame, typed: pd.DataFrame, name: str) -> pd.Series:
+    if name not in raw.columns:
+        return pd.Series(False, index=raw.index)
+    return unparseable(raw[name], typed[name])
+
+
+def _invalid_rule(field_name: str, expected: str) -> Rule:
+    def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+        mask = _unparseable_field(raw, typed, field_name)
+        text = as_display_text(raw[field_name]) if field_name in raw.columns else ""
+        return failing(mask, f"{field_name} " + text.str.slice(0, 80).map(repr) + f" is not {expected}")
+
+    return Rule(f"invalid_{field_name}", f"{field_name} must be {expected}", find)
+
+
+def _too_long_rule(field_name: str, limit: int) -> Rule:
+    def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+        lengths = typed[field_name].map(lambda v: len(v) if isinstance(v, str) else 0)
+        return failing(lengths > limit, f"{field_name} has " + lengths.map("{:,}".format) + f" characters; the limit is {limit:,}")
+
+    return Rule(f"{field_name}_too_long", f"{field_name} has at most {limit:,} characters", find)
+
+
+def _undecodable_rule(columns: Sequence[str]) -> Rule:
+    def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+        column = has_undecodable_bytes(raw, columns)
+        return failing(column.notna(), "field '" + column.fillna("") + "' holds bytes that are not valid UTF-8")
+
+    return Rule("invalid_utf8", "text must be valid UTF-8", find)
+
+
+def _duplicate_rule(key: str) -> Rule:
+    def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+        ids = typed[key]
+        repeat = ids.notna() & ids.duplicated(keep="first")
+        if not repeat.any():
+            return failing(repeat, "")
+        first = typed.loc[ids.notna() & ~ids.duplicated(keep="first")].set_index(key)
+        where = "first seen at " + ids.map(first["source_file"]).astype(str) + " row " + ids.map(first["source_row"]).astype("Int64").astype(str)
+        return failing(repeat, f"{key} " + ids.fillna("").map(repr) + " repeats: " + where)
+
+    return Rule(f"duplicate_{key}", f"{key} is unique (the first occurrence is kept)", find)
+
+
+def event_rules(settings: ValidationSettings, catalog_item_ids: Iterable[str]) -> list[Rule]:
+    known_items = pd.Index(pd.unique(pd.Series(list(catalog_item_ids), dtype=object)))
+    latest = settings.now + settings.future_tolerance
+    is_search = lambda t: t["event_type"] == "search"  # noqa: E731
+    is_purchase = lambda t: t["event_type"] == "purchase"  # noqa: E731
+
+    def unknown_event_type(raw, typed):
+        mask = typed["event_type"].notna() & ~typed["event_type"].isin(EVENT_TYPES)
+        return failing(mask, "event_type " + typed["event_type"].fillna("").map(repr) + f" is not one of {', '.join(EVENT_TYPES)}")
+
+    def ts_out_of_window(raw, typed):
+        ts = typed["ts"]
+        text = ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        early = failing(ts < settings.earliest_ts, "ts " + text + f" is before {settings.earliest_ts:%Y-%m-%d}")
+        future = failing(ts > latest, "ts " + text + f" is in the future (now is {settings.now:%Y-%m-%dT%H:%M:%SZ})")
+        return early.where(early.notna(), future)
+
+    def negative_price(raw, typed):
+        return failing(typed["price"] < 0, "price " + typed["price"].astype(str) + " is negative")
+
+    def non_positive_quantity(raw, typed):
+        q = typed["quantity"]
+        return failing(is_purchase(typed) & q.notna() & (q <= 0), "purchase quantity " + q.astype(str) + " is not positive")
+
+    def unknown_item(raw, typed):
+        item = typed["item_id"]
+        return failing(item.notna() & ~item.isin(known_items), "item_id " + item.fillna("").map(repr) + " is not in the catalog")
+
+    text_columns = [c for c in EVENT_COLUMNS if c not in ("price", "quantity")]
+    return [
+        _undecodable_rule(text_columns),
+        _missing_rule("event_id"),
+        _missing_rule("ts"),
+        _missing_rule("user_id"),
+        _missing_rule("session_id"),
+        _missing_rule("event_type"),
+        Rule("unknown_event_type", f"event_type is one of {', '.join(EVENT_TYPES)}", unknown_event_type),
+        _invalid_rule("ts", "an ISO 8601 timestamp in years 1678-2261"),
+        Rule("ts_out_of_window", "ts lies between the earliest allowed time and now (no future events)", ts_out_of_window),
+        _missing_rule("item_id", when=lambda t: ~is_search(t), what=" (every event but search names an item)"),
+        _missing_rule("query", when=is_search, what=" (search events carry their query)"),
+        _too_long_rule("query", settings.max_query_chars),
+        _invalid_rule("price", "a number"),
+        Rule("negative_price", "price is not negative", negative_price),
+        _invalid_rule("quantity", "a whole number"),
+        _missing_rule("quantity", when=is_purchase, what=" (purchases carry a quantity)"),
+        Rule("non_positive_quantity", "purchase quantity is positive", non_positive_quantity),
+        _duplicate_rule("event_id"),
+        Rule("unknown_item", "every event's item_id is in the validated catalog", unknown_item),
+    ]
+
+
+def coerce_catalog(raw: pd.DataFrame) -> pd.DataFrame:
+    col = lambda name: raw[name] if name in raw.columns else pd.Series(None, index=raw.index, dtype=object)  # noqa: E731
+    typed = pd.DataFrame(index=raw.index)
+    for name in ("item_id", "title", "description", "category", "brand"):
+        typed[name] = as_text(col(name))
+    typed["price"] = as_number(col("price"))
+    typed["first_seen"] = as_timestamp(col("first_seen"))
+    for name in PROVENANCE_COLUMNS:
+        if name in raw.columns:
+            typed[name] = raw[name]
+    return typed[[*CATALOG_COLUMNS, *[c for c in PROVENANCE_COLUMNS if c in typed.columns]]]
+
+
+def catalog_rules(settings: ValidationSettings) -> list[Rule]:
+    def negative_price(raw, typed):
+        return failing(typed["price"] < 0, "price " + typed["price"].astype(str) + " is negative")
+
+    def first_seen_in_future(raw, typed):
+        first_seen = typed["first_seen"]
+        late = first_seen > settings.now + settings.future_tolerance
+        return failing(late, "first_seen " + first_seen.dt.strftime("%Y-%m-%dT%H:%M:%SZ") + " is in the future")
+
+    return [
+        _undecodable_rule([c for c in CATALOG_COLUMNS if c != "price"]),
+        _missing_rule("item_id"),
+        Rule("empty_title", "every item has a non-empty title", lambda raw, typed: failing(typed["title"].isna(), "title is empty")),
+        _too_long_rule("title", settings.max_title_chars),
+        _too_long_rule("description", settings.max_description_chars),
+        _invalid_rule("price", "a number"),
+        Rule("negative_price", "price is not negative", negative_price),
+        _invalid_rule("first_seen", "an ISO 8601 timestamp in years 1678-2261"),
+        Rule("first_seen_in_future", "first_seen is not in the future", first_seen_in_future),
+        _duplicate_rule("item_id"),
+    ]
+
+
+def validate_catalog(raw: pd.DataFrame, settings: ValidationSettings, source_rules: Sequence[Rule] = ()) -> ValidationResult:
+    typed = coerce_catalog(raw)
+    return apply_rules(raw, typed, [*source_rules, *catalog_rules(settings)], CATALOG_COLUMNS)
+
+
+def validate_events(
+    raw: pd.DataFrame,
+    catalog_item_ids: Iterable[str],
+    settings: ValidationSettings,
+    source_rules: Sequence[Rule] = (),
+) -> ValidationResult:
+    typed = coerce_events(raw)
+    return apply_rules(raw, typed, [*source_rules, *event_rules(settings, catalog_item_ids)], EVENT_COLUMNS)

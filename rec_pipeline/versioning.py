@@ -1,0 +1,55 @@
+"""Data versions from DVC: `dvc add` a raw path and read back the md5 DVC recorded for it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from rec_pipeline.schema import DataFormatError
+
+# DVC would otherwise try to reach its analytics endpoint; runs here are offline.
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def dvc_track(path: str | Path, repo_root: str | Path) -> str:
+    """Track `path` with DVC (a no-op when unchanged) and return its md5 (directories end in `.dir`)."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    path = Path(path).resolve()
+    repo_root = Path(repo_root).resolve()
+    if not path.exists():
+        raise DataFormatError(str(path), "no such file or folder to track with DVC")
+    if repo_root not in path.parents:
+        raise DataFormatError(str(path), f"raw data must live inside the DVC repository {repo_root} to be versioned")
+    try:
+        with Repo(str(repo_root)) as repo:
+            repo.add(str(path))
+    except NotDvcRepoError:
+        raise RuntimeError(f"{repo_root} is not a DVC repository: run `dvc init` there first") from None
+    return dvc_md5(path)
+
+
+def dvc_md5(path: str | Path) -> str:
+    """The md5 recorded in `<path>.dvc`."""
+    pointer = Path(str(path) + ".dvc")
+    outs = yaml.safe_load(pointer.read_text())["outs"]
+    return outs[0]["md5"]
+
+
+def init_dvc_repo(root: str | Path, local_remote: str | Path | None = None) -> None:
+    """`dvc init` without git at `root` (for a stand-alone data folder or a test), with an optional local remote."""
+    from dvc.repo import Repo
+
+    root = Path(root)
+    if (root / ".dvc").exists():
+        return
+    Repo.init(str(root), no_scm=True)
+    with Repo(str(root)) as repo:
+        with repo.config.edit() as conf:
+            conf["core"]["analytics"] = False
+            if local_remote is not None:
+                conf["remote"]["local"] = {"url": str(local_remote)}
+                conf["core"]["remote"] = "local"

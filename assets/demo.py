@@ -46,19 +46,22 @@ def run(data: str, size: str, seed: int, online_retail: Path) -> bool:
     import dagster as dg
 
     from assets.definitions import build_definitions, default_resources
-    from assets.resources import RawDataSource
+    from assets.resources import RawDataSource, ValidationPolicy
 
     resources = default_resources(str(ROOT))
     raw_dir = ROOT / "data" / "raw"
     if data == "online-retail":
         landed = str(_land_online_retail(raw_dir, online_retail).relative_to(ROOT))
         resources["source"] = RawDataSource(format="online_retail", events_path=landed, catalog_path=landed)
+        # A quarter of its invoice lines carry no customer id (SOURCE.md): 5% would block by design.
+        resources["policy"] = ValidationPolicy(max_quarantine_share=0.35)
     else:
         _default_data(raw_dir, size, seed)
 
     started = time.perf_counter()
     job = build_definitions(resources).resolve_job_def("main")
-    result = job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    result = job.execute_in_process(run_config=quiet, instance=dg.DagsterInstance.get(), raise_on_error=False)
     elapsed = time.perf_counter() - started
     _print_summary(result, elapsed)
     return result.success

@@ -8,6 +8,7 @@ can be compared with what a data source is known to contain.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -71,11 +72,11 @@ QUARANTINE_EXTRA_COLUMNS = ("rule", "reason", "failed_rules")
 
 
 def failing(mask: pd.Series, reason: str | pd.Series) -> pd.Series:
-    """The reason for the rows where `mask` holds, None elsewhere."""
+    """The reason for the rows where `mask` holds, None elsewhere; a Series `reason` may cover only those rows."""
     mask = mask.fillna(False).astype(bool)
     out = pd.Series(None, index=mask.index, dtype=object)
     if mask.any():
-        out[mask] = reason[mask] if isinstance(reason, pd.Series) else reason
+        out[mask] = reason.reindex(mask.index)[mask] if isinstance(reason, pd.Series) else reason
     return out
 
 
@@ -98,7 +99,7 @@ def apply_rules(
     first_rule = bad_failed.idxmax(axis=1) if len(bad_failed) else pd.Series([], dtype=object)
     quarantine = pd.DataFrame(index=bad_failed.index)
     for col in columns:
-        quarantine[col] = as_display_text(raw[col]).loc[bad] if col in raw.columns else None
+        quarantine[col] = as_display_text(raw.loc[bad, col]) if col in raw.columns else None
     for col in provenance:
         quarantine[col] = typed.loc[bad, col]
     quarantine["rule"] = first_rule
@@ -124,58 +125,58 @@ def apply_rules(
 # ---------------------------------------------------------------------------------------------------------------
 # Coercion from values as read (strings from CSV, JSON scalars, Parquet types) to the canonical types.
 
-_SURROGATE = "[\udc80-\udcff]"  # what undecodable bytes become when read with errors="surrogateescape"
+_SURROGATE = re.compile("[\udc80-\udcff]")  # what undecodable bytes become when read with errors="surrogateescape"
+
+
+def _per_distinct(values: pd.Series, convert: Callable, dtype=object, missing=None) -> pd.Series:
+    """`convert` applied once per distinct non-null value and spread back to the rows (logs repeat values a lot);
+    null rows get `missing`."""
+    present = values.notna().to_numpy()
+    out = np.full(len(values), missing, dtype=dtype)
+    if present.any():
+        kept = values[present]
+        try:
+            codes, uniques = pd.factorize(kept, sort=False)
+            out[present] = np.array([convert(v) for v in uniques], dtype=dtype)[codes]
+        except TypeError:  # unhashable values (lists, dicts from JSON)
+            out[present] = np.array([convert(v) for v in kept], dtype=dtype)
+    return pd.Series(out, index=values.index, dtype=dtype)
 
 
 def as_display_text(values: pd.Series) -> pd.Series:
     """Any value as text for the quarantine table (undecodable bytes shown as U+FFFD); None stays None."""
-
-    def convert(v):
-        if _is_missing(v):
-            return None
-        return str(v).encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
-
-    return values.map(convert).astype(object)
+    return _per_distinct(values, lambda v: str(v).encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace"))
 
 
-def _is_missing(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and np.isnan(value):
-        return True
-    return value is pd.NA or value is pd.NaT
+def _text_of(v) -> str | None:
+    if isinstance(v, (list, dict, bool, np.bool_)):
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v).strip() or None
 
 
 def as_text(values: pd.Series) -> pd.Series:
     """Identifiers and text: stripped strings; empty strings, nulls and non-scalar values (lists, dicts) become None."""
+    return _per_distinct(values, _text_of)
 
-    def convert(v):
-        if _is_missing(v) or isinstance(v, (list, dict, bool)):
-            return None
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        text = str(v).strip()
-        return text or None
 
-    return values.map(convert).astype(object)
+def _number_of(v) -> float:
+    if isinstance(v, (list, dict, bool, np.bool_)):
+        return np.nan
+    try:
+        number = float(v.strip()) if isinstance(v, str) else float(v)
+    except (TypeError, ValueError):
+        return np.nan
+    return number if np.isfinite(number) else np.nan
 
 
 def as_number(values: pd.Series) -> pd.Series:
     """Floats; anything that is not a finite number becomes NaN (see `unparseable`)."""
-
-    def convert(v):
-        if _is_missing(v) or isinstance(v, (bool, list, dict)):
-            return np.nan
-        try:
-            number = float(str(v).strip()) if isinstance(v, str) else float(v)
-        except (TypeError, ValueError):
-            return np.nan
-        return number if np.isfinite(number) else np.nan
-
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         out = values.astype("float64")
         return out.where(np.isfinite(out))
-    return values.map(convert).astype("float64")
+    return _per_distinct(values, _number_of, dtype="float64", missing=np.nan)
 
 
 def as_timestamp(values: pd.Series) -> pd.Series:
@@ -194,8 +195,10 @@ def as_timestamp(values: pd.Series) -> pd.Series:
 
 def unparseable(raw: pd.Series, typed: pd.Series) -> pd.Series:
     """Rows where something was given but could not be coerced."""
-    given = raw.map(lambda v: not _is_missing(v) and not (isinstance(v, str) and not v.strip()))
-    return given.astype(bool) & typed.isna()
+    given = raw.notna()
+    if raw.dtype == object:
+        given &= ~_per_distinct(raw, lambda v: isinstance(v, str) and not v.strip(), dtype=bool, missing=False)
+    return given & typed.isna()
 
 
 def has_undecodable_bytes(raw: pd.DataFrame, columns: Iterable[str]) -> pd.Series:
@@ -204,8 +207,7 @@ def has_undecodable_bytes(raw: pd.DataFrame, columns: Iterable[str]) -> pd.Serie
     for col in columns:
         if col not in raw.columns or raw[col].dtype != object:
             continue
-        hit = raw[col].map(lambda v: isinstance(v, str)).astype(bool)
-        hit &= raw[col].where(hit, "").str.contains(_SURROGATE, regex=True)
+        hit = _per_distinct(raw[col], lambda v: isinstance(v, str) and _SURROGATE.search(v) is not None, dtype=bool, missing=False)
         found = found.where(found.notna() | ~hit, col)
     return found
 
@@ -249,16 +251,17 @@ def _unparseable_field(raw: pd.DataFrame, typed: pd.DataFrame, name: str) -> pd.
 def _invalid_rule(field_name: str, expected: str) -> Rule:
     def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
         mask = _unparseable_field(raw, typed, field_name)
-        text = as_display_text(raw[field_name]) if field_name in raw.columns else ""
-        return failing(mask, f"{field_name} " + text.str.slice(0, 80).map(repr) + f" is not {expected}")
+        text = as_display_text(raw.loc[mask, field_name]) if field_name in raw.columns else pd.Series(dtype=object)
+        return failing(mask, f"{field_name} " + text.str.slice(0, 80).map(repr).astype(object) + f" is not {expected}")
 
     return Rule(f"invalid_{field_name}", f"{field_name} must be {expected}", find)
 
 
 def _too_long_rule(field_name: str, limit: int) -> Rule:
     def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
-        lengths = typed[field_name].map(lambda v: len(v) if isinstance(v, str) else 0)
-        return failing(lengths > limit, f"{field_name} has " + lengths.map("{:,}".format) + f" characters; the limit is {limit:,}")
+        lengths = typed[field_name].str.len().fillna(0)
+        long = lengths > limit
+        return failing(long, f"{field_name} has " + lengths[long].astype(int).map("{:,}".format).astype(object) + f" characters; the limit is {limit:,}")
 
     return Rule(f"{field_name}_too_long", f"{field_name} has at most {limit:,} characters", find)
 
@@ -296,9 +299,10 @@ def event_rules(settings: ValidationSettings, catalog_item_ids: Iterable[str]) -
 
     def ts_out_of_window(raw, typed):
         ts = typed["ts"]
-        text = ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-        early = failing(ts < settings.earliest_ts, "ts " + text + f" is before {settings.earliest_ts:%Y-%m-%d}")
-        future = failing(ts > latest, "ts " + text + f" is in the future (now is {settings.now:%Y-%m-%dT%H:%M:%SZ})")
+        early, future = ts < settings.earliest_ts, ts > latest
+        text = ts[early | future].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object)
+        early = failing(early, "ts " + text + f" is before {settings.earliest_ts:%Y-%m-%d}")
+        future = failing(future, "ts " + text + f" is in the future (now is {settings.now:%Y-%m-%dT%H:%M:%SZ})")
         return early.where(early.notna(), future)
 
     def negative_price(raw, typed):
@@ -356,7 +360,8 @@ def catalog_rules(settings: ValidationSettings) -> list[Rule]:
     def first_seen_in_future(raw, typed):
         first_seen = typed["first_seen"]
         late = first_seen > settings.now + settings.future_tolerance
-        return failing(late, "first_seen " + first_seen.dt.strftime("%Y-%m-%dT%H:%M:%SZ") + " is in the future")
+        text = first_seen[late].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object)
+        return failing(late, "first_seen " + text + " is in the future")
 
     return [
         _undecodable_rule([c for c in CATALOG_COLUMNS if c != "price"]),

@@ -26,6 +26,8 @@ def dvc_track(path: str | Path, repo_root: str | Path) -> str:
         raise DataFormatError(str(path), f"raw data must live inside the DVC repository {repo_root} to be versioned")
     try:
         with Repo(str(repo_root)) as repo:
+            # Its git hints ("To track the changes with git, run: ...") are meant for an interactive shell.
+            repo.scm_context.quiet = True
             repo.add(str(path))
     except NotDvcRepoError:
         raise RuntimeError(f"{repo_root} is not a DVC repository: run `dvc init` there first") from None

@@ -1,0 +1,392 @@
+"""The UCI "Online Retail" invoice lines as purchase events and a product catalog.
+
+The file (`InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country`, one line per
+invoice line, see the data's SOURCE.md) mixes real purchases with cancellations, stock adjustments, warehouse
+notes, postage and fee lines. Every line becomes one canonical purchase event; the source's own rules flag the
+lines that are not plain purchases, so validation quarantines them with a reason instead of the loader dropping
+them. The catalog holds one item per upper-cased StockCode, built from the lines that name it.
+
+InvoiceDate is UK wall-clock time (the retailer is UK based) and is converted to UTC. The original fields are
+kept in `src_*` columns so the rules, and anyone reading the quarantine, see the values as written.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS, PROVENANCE_COLUMNS, DataFormatError
+from rec_pipeline.sources import SourceTable
+from rec_pipeline.validation import Rule, failing
+
+# The file's columns and the names they keep beside the canonical ones.
+SOURCE_COLUMNS = {
+    "InvoiceNo": "src_invoice_no",
+    "StockCode": "src_stock_code",
+    "Description": "src_description",
+    "Quantity": "src_quantity",
+    "InvoiceDate": "src_invoice_date",
+    "UnitPrice": "src_unit_price",
+    "CustomerID": "src_customer_id",
+    "Country": "src_country",
+}
+
+LOCAL_TIMEZONE = "Europe/London"
+INVOICE_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# Product codes are five digits, optionally followed by letters (85123A); POST, DOT, M, BANK CHARGES and
+# gift_0001_20 are postage, fees and vouchers.
+PRODUCT_CODE = r"^\d{5}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_online_retail(path: str | Path) -> tuple[SourceTable, SourceTable]:
+    """Events (one per invoice line) and catalog (one per upper-cased StockCode) from a `.csv` or `.csv.gz` file."""
+    path = Path(path)
+    lines = _read_lines(path)
+    utc_times = _local_to_utc(lines["InvoiceDate"])
+    events = SourceTable(
+        frame=_events_frame(lines, utc_times, path.name),
+        files=[str(path)],
+        rules=EVENT_RULES,
+        stats=_event_stats(lines),
+    )
+    catalog_frame = _catalog_frame(lines, utc_times, path.name)
+    catalog = SourceTable(
+        frame=catalog_frame,
+        files=[str(path)],
+        rules=CATALOG_RULES,
+        stats={
+            "stock_codes": len(catalog_frame),
+            "codes_without_usable_title": int((catalog_frame["title"] == "").sum()),
+        },
+    )
+    return events, catalog
+
+
+def _read_lines(path: Path) -> pd.DataFrame:
+    """The file's lines as strings ("" where empty), with their 1-based data row number in `source_row`."""
+    if not path.is_file():
+        raise DataFormatError(str(path), "no such file")
+    if path.stat().st_size == 0:
+        raise DataFormatError(str(path), "file is empty (0 bytes)")
+    try:
+        lines = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            # utf-8-sig: a spreadsheet export may start with a byte-order mark, which would rename the first column.
+            encoding="utf-8-sig",
+            # Undecodable bytes survive as surrogates, so the canonical invalid_utf8 rule can name the field.
+            encoding_errors="surrogateescape",
+            compression="infer",
+        )
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(str(path), "file is empty (no header row)") from None
+    except pd.errors.ParserError as err:
+        raise DataFormatError(str(path), f"broken CSV structure: {err}") from None
+    except (OSError, EOFError, zlib.error) as err:  # a damaged or truncated gzip stream
+        raise DataFormatError(str(path), f"cannot be decompressed: {err}") from None
+
+    missing = [name for name in SOURCE_COLUMNS if name not in lines.columns]
+    if missing:
+        raise DataFormatError(
+            str(path),
+            f"missing column(s) {', '.join(repr(name) for name in missing)}; found: {', '.join(lines.columns)}",
+            row=1,
+            field=missing[0],
+        )
+    if lines.empty:
+        raise DataFormatError(str(path), "file has no data rows")
+    # A line with too few fields is padded with NaN; treat those fields as empty, like the file's own blanks.
+    lines = lines[list(SOURCE_COLUMNS)].fillna("")
+    lines["source_row"] = np.arange(1, len(lines) + 1)
+    return lines
+
+
+def _per_distinct(values: pd.Series, transform: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`transform` applied once per distinct value and spread back to the rows.
+
+    The file's columns repeat a few thousand values over half a million lines, so string work on the distinct
+    values is what keeps loading and the rules fast.
+    """
+    codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    result = transform(pd.Series(distinct, dtype=values.dtype))
+    return pd.Series(result.to_numpy()[codes], index=values.index, dtype=result.dtype)
+
+
+def _local_to_utc(invoice_dates: pd.Series) -> pd.Series:
+    """InvoiceDate (UK wall-clock time) as UTC timestamps; NaT where not in the file's date format.
+
+    On the night the clocks go back, a time between 01:00 and 02:00 occurs twice: it is read as the first (BST)
+    one. On the night they go forward, a time between 01:00 and 02:00 does not exist: it is read as GMT, which is
+    what a clock not yet changed shows.
+    """
+    codes, distinct = pd.factorize(invoice_dates, use_na_sentinel=False)
+    local = pd.DatetimeIndex(pd.to_datetime(pd.Series(distinct), format=INVOICE_DATE_FORMAT, errors="coerce"))
+    utc = local.tz_localize(
+        LOCAL_TIMEZONE, ambiguous=np.ones(len(local), dtype=bool), nonexistent=pd.Timedelta(hours=1)
+    ).tz_convert("UTC")
+    return pd.Series(utc.take(codes), index=invoice_dates.index)
+
+
+def _as_utc_text(utc_times: pd.Series, unread: pd.Series | None = None) -> pd.Series:
+    """ISO 8601 UTC text; where there is no time, the value from `unread` (or None)."""
+    formatted = _per_distinct(utc_times, lambda times: times.dt.strftime(UTC_FORMAT).astype(object))
+    return formatted.where(utc_times.notna(), unread)
+
+
+def _events_frame(lines: pd.DataFrame, utc_times: pd.Series, file_name: str) -> pd.DataFrame:
+    events = pd.DataFrame(
+        {
+            "event_id": lines["InvoiceNo"] + ":" + lines["source_row"].astype(str),
+            # A date that could not be read is passed on as written, so the canonical ts rules report it.
+            "ts": _as_utc_text(utc_times, unread=lines["InvoiceDate"]),
+            "user_id": _per_distinct(lines["CustomerID"], _customer_ids),
+            "session_id": lines["InvoiceNo"],
+            "event_type": "purchase",
+            "item_id": _item_ids(lines["StockCode"]),
+            "query": None,
+            "price": lines["UnitPrice"],
+            "quantity": lines["Quantity"],
+            "source_file": file_name,
+            "source_row": lines["source_row"],
+        }
+    )
+    for name, kept_as in SOURCE_COLUMNS.items():
+        events[kept_as] = lines[name]
+    return events[[*EVENT_COLUMNS, *PROVENANCE_COLUMNS, *SOURCE_COLUMNS.values()]]
+
+
+def _customer_ids(customer_ids: pd.Series) -> pd.Series:
+    """CustomerID as an identifier: the file writes them as floats ("17850.0" -> "17850"); empty -> None."""
+    cleaned = customer_ids.str.strip().str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    return cleaned.where(cleaned != "", None)
+
+
+def _item_ids(stock_codes: pd.Series) -> pd.Series:
+    """Upper-cased StockCode: `85123a` and `85123A` are the same product."""
+    return _per_distinct(stock_codes, lambda codes: codes.str.strip().str.upper())
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    return _per_distinct(values, lambda distinct: pd.to_numeric(distinct, errors="coerce").astype("float64"))
+
+
+def _catalog_frame(lines: pd.DataFrame, utc_times: pd.Series, file_name: str) -> pd.DataFrame:
+    item_id = _item_ids(lines["StockCode"])
+    named = item_id != ""
+    quantity = _numbers(lines["Quantity"])
+    price = _numbers(lines["UnitPrice"])
+    per_line = pd.DataFrame(
+        {
+            "item_id": item_id,
+            "ts": utc_times,
+            "source_row": lines["source_row"],
+            # Only lines that were really sold say what the item costs.
+            "sale_price": price.where((price > 0) & (quantity > 0)),
+        }
+    )[named]
+    items = per_line.groupby("item_id", sort=False).agg(
+        source_row=("source_row", "min"), first_seen=("ts", "min"), price=("sale_price", "median")
+    )
+    items = items.join(_titles(lines[named], item_id[named], utc_times[named])).sort_values("source_row")
+    items["title"] = items["title"].fillna("")
+    items["category"] = _head_nouns(items["title"])
+    items["first_seen"] = _as_utc_text(items["first_seen"])
+    items["description"] = ""
+    items["brand"] = None
+    items["source_file"] = file_name
+    return items.reset_index()[[*CATALOG_COLUMNS, *PROVENANCE_COLUMNS]]
+
+
+def _titles(lines: pd.DataFrame, item_id: pd.Series, utc_times: pd.Series) -> pd.Series:
+    """Per item, its most frequent product-name description (ties: the one used most recently).
+
+    Warehouse notes ("damaged", all lowercase) and "?" notes ("?", "POSSIBLE DAMAGES OR LOST?") are not names.
+    Descriptions differing only in spacing count as one.
+    """
+    description = _per_distinct(
+        lines["Description"], lambda text: text.str.strip().str.replace(r"\s+", " ", regex=True)
+    )
+    usable = _per_distinct(
+        description, lambda text: text.str.contains(r"[A-Z]") & ~text.str.contains("?", regex=False)
+    )
+    candidates = pd.DataFrame(
+        {"item_id": item_id, "title": description, "ts": utc_times, "source_row": lines["source_row"]}
+    )[usable]
+    counted = candidates.groupby(["item_id", "title"], sort=False).agg(
+        uses=("source_row", "size"), last_ts=("ts", "max"), last_row=("source_row", "max")
+    )
+    best = counted.sort_values(["uses", "last_ts", "last_row"], ascending=False, na_position="last").reset_index()
+    return best.drop_duplicates("item_id").set_index("item_id")["title"]
+
+
+def _head_nouns(titles: pd.Series) -> pd.Series:
+    """A crude category: the title's last word ("WHITE HANGING HEART T-LIGHT HOLDER" -> "HOLDER"), or None."""
+    last_word = titles.str.extract(r"([A-Za-z][A-Za-z'\-]*)[^A-Za-z]*$", expand=False).str.upper()
+    return last_word.astype(object).where(last_word.notna(), None)
+
+
+def _event_stats(lines: pd.DataFrame) -> dict[str, int]:
+    """How often the normalisations apply, measured on the values as written (the definitions SOURCE.md uses)."""
+    stock_code = lines["StockCode"]
+    description = lines["Description"]
+    lowercase_code = _per_distinct(stock_code, lambda codes: codes.str.contains(r"[a-z]"))
+    padded = _per_distinct(description, lambda text: text != text.str.strip())
+    double_space = _per_distinct(description, lambda text: text.str.contains("  ", regex=False))
+    described = lines.loc[description != "", ["StockCode", "Description"]].drop_duplicates()
+    return {
+        "rows_read": len(lines),
+        "lowercase_stock_code_rows": int(lowercase_code.sum()),
+        "lowercase_stock_codes": int(stock_code[lowercase_code].nunique()),
+        "trimmed_whitespace_rows": int(padded.sum()),
+        "double_space_rows": int(double_space.sum()),
+        "codes_with_several_descriptions": int((described["StockCode"].value_counts() > 1).sum()),
+        "descriptions_with_several_codes": int((described["Description"].value_counts() > 1).sum()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The source's rules. They read the `src_*` columns (values as written) and, where the canonical reading is
+# what matters (customer, item, time), the typed columns.
+
+
+def _quoted(values: pd.Series) -> pd.Series:
+    return "'" + values.astype(str) + "'"
+
+
+def _quantity(raw: pd.DataFrame) -> pd.Series:
+    return _numbers(raw["src_quantity"])
+
+
+def _is_cancellation(raw: pd.DataFrame) -> pd.Series:
+    return _per_distinct(raw["src_invoice_no"], lambda invoices: invoices.str.strip().str.startswith("C"))
+
+
+def _exact_duplicate(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+    original = list(SOURCE_COLUMNS.values())
+    group = raw.groupby(original, sort=False, dropna=False).ngroup()
+    repeat = group.duplicated()
+    first_row = raw["source_row"].groupby(group).transform("first")[repeat]
+    reason = "repeats row " + first_row.astype(str) + f" exactly (all {len(original)} fields equal)"
+    return failing(repeat, reason.reindex(raw.index))
+
+
+def _cancellation(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+    def judge(invoices: pd.Series) -> pd.Series:
+        cancellation = invoices.str.strip().str.startswith("C")
+        return failing(cancellation, "InvoiceNo " + _quoted(invoices) + " is a cancellation")
+
+    return _per_distinct(raw["src_invoice_no"], judge)
+
+
+def _stock_adjustment(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+    adjustment = (_quantity(raw) < 0) & ~_is_cancellation(raw)
+    flagged = raw.loc[adjustment]
+    reason = (
+        "Quantity " + flagged["src_quantity"] + " on invoice " + _quoted(flagged["src_invoice_no"])
+        + " (not a cancellation) is a stock adjustment"
+    )
+    return failing(adjustment, reason.reindex(raw.index))
+
+
+def _missing_description(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+    def judge(descriptions: pd.Series) -> pd.Series:
+        return failing(descriptions.str.strip() == "", "Description is empty")
+
+    return _per_distinct(raw["src_description"], judge)
+
+
+def _warehouse_note(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+    def judge(descriptions: pd.Series) -> pd.Series:
+        note = descriptions.str.contains(r"[a-z]") & ~descriptions.str.contains(r"[A-Z]")
+        reason = "Description " + _quoted(descriptions) + " is a lowercase warehouse note, not a product name"
+        return failing(note, reason)
+
+    return _per_distinct(raw["src_description"], judge)
+
+
+def _non_product_code(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+    return _per_distinct(raw["src_stock_code"], _not_a_product)
+
+
+def _not_a_product(stock_codes: pd.Series) -> pd.Series:
+    reason = "StockCode " + _quoted(stock_codes) + " is not a product (product codes start with 5 digits)"
+    return failing(~stock_codes.str.strip().str.contains(PRODUCT_CODE), reason)
+
+
+def _zero_price(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+    def judge(prices: pd.Series) -> pd.Series:
+        return failing(pd.to_numeric(prices, errors="coerce") == 0, "UnitPrice " + _quoted(prices) + " is zero")
+
+    return _per_distinct(raw["src_unit_price"], judge)
+
+
+def _reversed_by_cancellation(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+    """Purchases the same customer cancelled later, same item, exact quantity (e.g. 80,995 on 581483 by C581484)."""
+    quantity = _quantity(raw)
+    cancelled = _is_cancellation(raw)
+    lines = pd.DataFrame(
+        {
+            "user_id": typed["user_id"],
+            "item_id": typed["item_id"],
+            "quantity": quantity.abs(),
+            "ts": typed["ts"],
+            "invoice": raw["src_invoice_no"],
+            "source_row": raw["source_row"],
+        }
+    )
+    # Lines without a customer cannot be matched: two anonymous lines need not be the same buyer.
+    known = lines["user_id"].notna() & lines["item_id"].notna() & lines["ts"].notna()
+    purchases = lines[known & ~cancelled & (quantity > 0)]
+    cancellations = lines[known & cancelled & (quantity < 0)]
+    pairs = purchases.rename_axis("line").reset_index().merge(
+        cancellations, on=["user_id", "item_id", "quantity"], suffixes=("", "_cancel")
+    )
+    # The earliest later cancellation names the reversal.
+    pairs = pairs[pairs["ts_cancel"] > pairs["ts"]].sort_values("source_row_cancel").drop_duplicates("line")
+    reason = pd.Series(
+        (
+            "Quantity " + raw.loc[pairs["line"], "src_quantity"].to_numpy()
+            + " was cancelled later by the same customer on invoice " + _quoted(pairs["invoice_cancel"]).to_numpy()
+            + " (row " + pairs["source_row_cancel"].astype(str).to_numpy() + ")"
+        ),
+        index=pairs["line"].to_numpy(),
+        dtype=object,
+    ).reindex(raw.index)
+    return failing(reason.notna(), reason)
+
+
+def _catalog_non_product_code(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+    return _not_a_product(raw["item_id"].fillna(""))
+
+
+# Each description says what a row that passes looks like, as the canonical rules' descriptions do.
+NOT_A_PRODUCT = "(not postage, fees, discounts or vouchers)"
+EVENT_RULES = [
+    Rule("exact_duplicate", "the line repeats no earlier line in all 8 fields (the first is kept)", _exact_duplicate),
+    Rule("cancellation", "InvoiceNo does not start with 'C' (a cancellation is not a purchase)", _cancellation),
+    Rule("stock_adjustment", "Quantity is negative only on a cancellation (else: stock adjustment)", _stock_adjustment),
+    Rule("missing_description", "Description names the product", _missing_description),
+    Rule("warehouse_note", "Description is not an all-lowercase warehouse note ('damaged', 'check')", _warehouse_note),
+    Rule("non_product_code", f"StockCode starts with 5 digits {NOT_A_PRODUCT}", _non_product_code),
+    Rule("zero_price", "UnitPrice is not zero", _zero_price),
+    Rule(
+        "reversed_by_cancellation",
+        "the same customer did not cancel this item in this exact quantity later",
+        _reversed_by_cancellation,
+    ),
+]
+
+CATALOG_RULES = [
+    Rule("non_product_code", f"item_id starts with 5 digits {NOT_A_PRODUCT}", _catalog_non_product_code),
+]

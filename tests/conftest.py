@@ -1,0 +1,23 @@
+"""Shared fixtures: where the real data sets sit beside the repo (`../shared/data`)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REQUIRE_REAL_DATA = "REC_PIPELINE_REQUIRE_REAL_DATA"
+
+
+@pytest.fixture(scope="session")
+def online_retail_path() -> Path:
+    """The UCI Online Retail file; skips the test where it is absent, unless REC_PIPELINE_REQUIRE_REAL_DATA=1."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
+    if not path.is_file():
+        message = (
+            f"Online Retail data not found at {path}: the repo is expected beside shared/ "
+            f"(set {REQUIRE_REAL_DATA}=1 to make this a failure)"
+        )
+        if os.environ.get(REQUIRE_REAL_DATA) == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -12,8 +12,6 @@ from checks.validation_checks import validation_checks
 
 all_assets = [raw_events, item_catalog, validated_catalog, validated_events]
 
-# Materialises every asset, checks included; blocking checks stop what lies downstream of a failure.
-main_job = dg.define_asset_job("main", selection=dg.AssetSelection.all(), description="Raw logs to the last asset.")
 
 
 def default_resources(root: str = ".") -> dict:
@@ -25,7 +23,10 @@ def default_resources(root: str = ".") -> dict:
     }
 
 
-def build_definitions(resources: dict) -> dg.Definitions:
+def build_definitions(resources: dict, selection: dg.AssetSelection = dg.AssetSelection.all()) -> dg.Definitions:
+    # The `main` job materialises the selection (default: every asset), checks included; a failed blocking check
+    # stops what lies downstream of it.
+    main_job = dg.define_asset_job("main", selection=selection, description="Raw logs to the last asset.")
     return dg.Definitions(assets=all_assets, asset_checks=validation_checks, jobs=[main_job], resources=resources)
 
 

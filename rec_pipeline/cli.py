@@ -26,7 +26,7 @@ def _project_root() -> Path:
 
 def _demo(args: argparse.Namespace, rest: list[str]) -> int:
     # The Dagster wiring lives in the checkout's assets/, not in this library, so it runs as its own module there.
-    return subprocess.call([sys.executable, "-m", "assets.demo", *rest], cwd=_project_root())
+    return subprocess.call([sys.executable, "-m", "assets.run", *rest], cwd=_project_root())
 
 
 def _generate(args: argparse.Namespace) -> int:

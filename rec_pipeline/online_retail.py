@@ -352,8 +352,16 @@ def _reversed_by_cancellation(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Seri
     pairs = purchases.rename_axis("line").reset_index().merge(
         cancellations, on=["user_id", "item_id", "quantity"], suffixes=("", "_cancel")
     )
-    # The earliest later cancellation names the reversal.
-    pairs = pairs[pairs["ts_cancel"] > pairs["ts"]].sort_values("source_row_cancel").drop_duplicates("line")
+    # One cancellation line reverses one purchase line: in file (time) order, each cancellation takes the most
+    # recent earlier purchase that no earlier cancellation took.
+    pairs = pairs[pairs["ts_cancel"] > pairs["ts"]].sort_values(["source_row_cancel", "ts", "source_row"], ascending=[True, False, False])
+    taken_lines, used_cancellations, matched = set(), set(), []
+    for position, (line, cancellation) in enumerate(zip(pairs["line"], pairs["source_row_cancel"])):
+        if line not in taken_lines and cancellation not in used_cancellations:
+            taken_lines.add(line)
+            used_cancellations.add(cancellation)
+            matched.append(position)
+    pairs = pairs.iloc[matched]
     reason = pd.Series(
         (
             "Quantity " + raw.loc[pairs["line"], "src_quantity"].to_numpy()

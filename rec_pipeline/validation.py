@@ -259,7 +259,7 @@ def _invalid_rule(field_name: str, expected: str) -> Rule:
 
 def _too_long_rule(field_name: str, limit: int) -> Rule:
     def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
-        lengths = typed[field_name].str.len().fillna(0)
+        lengths = typed[field_name].str.len().astype("float64").fillna(0)
         long = lengths > limit
         return failing(long, f"{field_name} has " + lengths[long].astype(int).map("{:,}".format).astype(object) + f" characters; the limit is {limit:,}")
 

@@ -26,12 +26,23 @@ def dvc_track(path: str | Path, repo_root: str | Path) -> str:
         raise DataFormatError(str(path), f"raw data must live inside the DVC repository {repo_root} to be versioned")
     try:
         with Repo(str(repo_root)) as repo:
+            if os.environ.get("DVC_STAGE"):
+                # Inside `dvc repro` the stage holds a lock on its dependencies and records their hashes in
+                # dvc.lock itself: compute the same md5 without writing.
+                return _dry_run_md5(repo, path)
             # Its git hints ("To track the changes with git, run: ...") are meant for an interactive shell.
             repo.scm_context.quiet = True
             repo.add(str(path))
     except NotDvcRepoError:
         raise RuntimeError(f"{repo_root} is not a DVC repository: run `dvc init` there first") from None
     return dvc_md5(path)
+
+
+def _dry_run_md5(repo, path: Path) -> str:
+    from dvc_data.hashfile.build import build
+
+    _, _, obj = build(repo.cache.local, str(path), repo.fs, "md5", dry_run=True, ignore=repo.dvcignore)
+    return obj.hash_info.value
 
 
 def dvc_md5(path: str | Path) -> str:

@@ -348,3 +348,21 @@ def test_real_file_outliers_bought_then_cancelled_are_caught(real):
     for invoice, cancelled_by in (("581483", "C581484"), ("541431", "C541433")):
         assert quarantine.loc[invoice, "rule"] == "reversed_by_cancellation"
         assert f"invoice '{cancelled_by}'" in quarantine.loc[invoice, "reason"]
+
+
+def test_one_cancellation_reverses_one_purchase_the_most_recent_before_it(tmp_path):
+    lines = """\
+540001,22333,RETROSPOT MUG,3,2011-01-05 10:00:00,1.25,17000.0,United Kingdom
+540002,22333,RETROSPOT MUG,3,2011-01-06 10:00:00,1.25,17000.0,United Kingdom
+C540003,22333,RETROSPOT MUG,-3,2011-01-07 10:00:00,1.25,17000.0,United Kingdom
+540004,22333,RETROSPOT MUG,3,2011-01-08 10:00:00,1.25,17000.0,United Kingdom
+C540005,22333,RETROSPOT MUG,-3,2011-01-09 10:00:00,1.25,17000.0,United Kingdom
+C540006,22333,RETROSPOT MUG,-3,2011-01-10 10:00:00,1.25,17000.0,United Kingdom
+"""
+    events, _ = load_online_retail(write_csv(tmp_path, "retail.csv", HEADER + "\n" + lines))
+    rule = next(rule for rule in events.rules if rule.name == "reversed_by_cancellation")
+    reasons = rule.find(events.frame, coerce_events(events.frame))
+    flagged = dict(zip(events.frame.loc[reasons.notna(), "source_row"], reasons.dropna()))
+    # C540003 takes 540002 (the latest before it), C540005 takes 540004, C540006 takes what is left: 540001.
+    assert sorted(flagged) == [1, 2, 4]
+    assert "'C540003' (row 3)" in flagged[2] and "'C540005' (row 5)" in flagged[4] and "'C540006' (row 6)" in flagged[1]

@@ -12,13 +12,13 @@ kept in `src_*` columns so the rules, and anyone reading the quarantine, see the
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from rec_pipeline.readers import read_csv_strings
 from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS, PROVENANCE_COLUMNS, DataFormatError
 from rec_pipeline.sources import SourceTable
 from rec_pipeline.validation import Rule, failing
@@ -78,23 +78,7 @@ def _read_lines(path: Path) -> pd.DataFrame:
         raise DataFormatError(str(path), "no such file")
     if path.stat().st_size == 0:
         raise DataFormatError(str(path), "file is empty (0 bytes)")
-    try:
-        lines = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            # utf-8-sig: a spreadsheet export may start with a byte-order mark, which would rename the first column.
-            encoding="utf-8-sig",
-            # Undecodable bytes survive as surrogates, so the canonical invalid_utf8 rule can name the field.
-            encoding_errors="surrogateescape",
-            compression="infer",
-        )
-    except pd.errors.EmptyDataError:
-        raise DataFormatError(str(path), "file is empty (no header row)") from None
-    except pd.errors.ParserError as err:
-        raise DataFormatError(str(path), f"broken CSV structure: {err}") from None
-    except (OSError, EOFError, zlib.error) as err:  # a damaged or truncated gzip stream
-        raise DataFormatError(str(path), f"cannot be decompressed: {err}") from None
+    lines = read_csv_strings(path)
 
     missing = [name for name in SOURCE_COLUMNS if name not in lines.columns]
     if missing:

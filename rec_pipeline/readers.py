@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -80,14 +81,16 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv_strings(path: Path) -> pd.DataFrame:
+    """Every field as a string ("" where empty), or a `DataFormatError` naming the file and what is wrong."""
     try:
-        frame = pd.read_csv(
+        return pd.read_csv(
             path,
             dtype=str,
             keep_default_na=False,
-            na_values=[""],
-            encoding="utf-8",
+            # utf-8-sig: a spreadsheet export may start with a byte-order mark, which would rename the first column.
+            encoding="utf-8-sig",
+            # Undecodable bytes survive as surrogates, so the invalid_utf8 rule can name the field holding them.
             encoding_errors="surrogateescape",
             compression="infer",
         )
@@ -95,7 +98,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataFormatError(str(path), "file is empty (no header row)") from None
     except pd.errors.ParserError as err:
         raise DataFormatError(str(path), f"broken CSV structure: {err}") from None
-    frame = frame.astype(object).where(frame.notna(), None)
+    except (OSError, EOFError, zlib.error) as err:  # a damaged or truncated gzip stream
+        raise DataFormatError(str(path), f"cannot be decompressed: {err}") from None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    frame = read_csv_strings(path).astype(object)
+    frame = frame.where(frame != "", None)
     frame["source_row"] = range(1, len(frame) + 1)
     return frame
 
@@ -143,9 +152,10 @@ def _read_files(path: str | Path, columns: Sequence[str], required: Sequence[str
             )
         frame["source_file"] = name
         frames.append(frame)
-    table = pd.concat(frames, ignore_index=True, sort=False)
+    # As object columns: a column that is empty in one file must not decide the type of the whole table.
+    table = pd.concat([frame.astype(object) for frame in frames], ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
     keep = [c for c in (*columns, "source_file", "source_row", MALFORMED) if c in table.columns]
-    table = table[keep]
+    table = table[keep].copy()
     for col in columns:
         if col not in table.columns:
             table[col] = None

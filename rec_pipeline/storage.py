@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -30,10 +29,4 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
-    return Path(path)
-
-
-def write_json(obj, path: str | Path) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     return Path(path)

@@ -68,9 +68,6 @@ class ValidationResult:
         }
 
 
-QUARANTINE_EXTRA_COLUMNS = ("rule", "reason", "failed_rules")
-
-
 def failing(mask: pd.Series, reason: str | pd.Series) -> pd.Series:
     """The reason for the rows where `mask` holds, None elsewhere; a Series `reason` may cover only those rows."""
     mask = mask.fillna(False).astype(bool)

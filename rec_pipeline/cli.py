@@ -33,7 +33,8 @@ def _generate(args: argparse.Namespace) -> int:
     from rec_pipeline.generate import GeneratorConfig, generate
 
     config = GeneratorConfig.small() if args.size == "small" else GeneratorConfig()
-    config = GeneratorConfig(**{**config.__dict__, "seed": args.seed})
+    sizes = {"n_items": args.items, "n_users": args.users, "n_events": args.events, "days": args.days}
+    config = GeneratorConfig(**{**config.__dict__, "seed": args.seed, **{k: v for k, v in sizes.items() if v is not None}})
     summary = generate(args.out, config, overwrite=args.overwrite)
     print(json.dumps(summary, default=str))
     return 0
@@ -73,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     generate = commands.add_parser("generate", help="write the embedded default data")
     generate.add_argument("--out", type=Path, default=Path("data/raw"))
     generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--size", choices=["default", "small"], default="default")
+    generate.add_argument("--size", choices=["default", "small"], default="default", help="preset: 3k items, 2k users, 150k events, 60 days; or a test-sized one")
+    generate.add_argument("--items", type=int, help="number of catalog items (overrides the preset)")
+    generate.add_argument("--users", type=int, help="number of users")
+    generate.add_argument("--events", type=int, help="target number of events")
+    generate.add_argument("--days", type=int, help="days of logs")
     generate.add_argument("--overwrite", action="store_true", help="replace data already in --out")
 
     validate = commands.add_parser("validate", help="run the validation rules on your data and print what would be quarantined")

@@ -1,8 +1,11 @@
 """Integration: the assets materialised through Dagster on a real on-disk instance, DVC repository and GE suites."""
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -168,3 +171,18 @@ def test_online_retail_through_dagster_counts_each_quirk(online_retail_path, tmp
     assert metadata_of(result, "raw_events")["dvc_md5"] == dvc_md5(landed)
     catalog = metadata_of(result, "validated_catalog")
     assert catalog["rows_in"] == 3_958
+
+
+def test_dagster_definitions_validate_lists_the_assets_and_blocking_checks(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    shutil.copy(REPO / ".dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
+    dagster = Path(sys.executable).parent / "dagster"
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    listing = done.stdout + done.stderr
+    assert "All code locations passed validation" in listing
+    assert "validated_catalog  <- item_catalog  checks: great_expectations (blocking), quarantine_share (blocking)" in listing
+    assert "validated_events  <- raw_events, validated_catalog  checks: great_expectations (blocking), quarantine_share (blocking)" in listing
+    assert "raw_events  <- -" in listing and "item_catalog  <- -" in listing

@@ -5,12 +5,13 @@ import os
 
 import dagster as dg
 
+from assets.embeddings import item_embeddings
 from assets.ingest import item_catalog, raw_events
-from assets.resources import ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
+from assets.resources import ComputeDevice, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
 from assets.validation import validated_catalog, validated_events
 from checks.validation_checks import validation_checks
 
-all_assets = [raw_events, item_catalog, validated_catalog, validated_events]
+all_assets = [raw_events, item_catalog, validated_catalog, validated_events, item_embeddings]
 
 
 
@@ -20,6 +21,7 @@ def default_resources(root: str = ".") -> dict:
         "source": RawDataSource(),
         "policy": ValidationPolicy(),
         "pseudonymiser": UserPseudonymiser(),
+        "compute": ComputeDevice(),
     }
 
 
@@ -44,7 +46,8 @@ def describe(definitions: dg.Definitions) -> str:
             f"{check.name} ({'blocking' if graph.get_check_spec(check).blocking else 'non-blocking'})"
             for check in sorted(node.check_keys, key=lambda c: c.name)
         )
-        lines.append(f"  {key.to_user_string()}  <- {upstream}" + (f"  checks: {checks}" if checks else ""))
+        pool = f"  pool: {node.pools and ', '.join(sorted(node.pools))}" if node.pools else ""
+        lines.append(f"  {key.to_user_string()}  <- {upstream}" + (f"  checks: {checks}" if checks else "") + pool)
     return "Assets:\n" + "\n".join(lines)
 
 

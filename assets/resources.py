@@ -72,3 +72,10 @@ class UserPseudonymiser(dg.ConfigurableResource):
 
     def salt(self, store: ProjectStore) -> str:
         return load_salt(store.resolve(self.salt_file), self.salt_env_var)
+
+
+class ComputeDevice(dg.ConfigurableResource):
+    """Where model code runs: `auto` takes a CUDA GPU when one is visible (at bf16/fp16), else the CPU."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0  # CPU threads; 0: every core

@@ -76,7 +76,12 @@ def _print_summary(result, elapsed: float) -> None:
         materialization = event.materialization
         meta = {k: v.value for k, v in materialization.metadata.items()}
         key = materialization.asset_key.to_user_string()
-        if "rows_in" in meta:
+        if "items_total" in meta:
+            print(
+                f"  {key:<18} {meta['items_total']:>9,} items: {meta['encoded_now']:,} encoded ({meta['items_per_s']:,.0f} items/s), "
+                f"{meta['reused']:,} reused; {meta['model']} sha256 {meta['weights_sha256'][:12]}…, {meta['backend']} on {meta['device']}"
+            )
+        elif "rows_in" in meta:
             print(
                 f"  {key:<18} {meta['rows_in']:>9,} rows in = {meta['rows_valid']:,} valid + "
                 f"{meta['rows_quarantined']:,} quarantined {meta['quarantined_by_rule'] or ''}"

@@ -1,5 +1,6 @@
 """Integration: the assets materialised through Dagster on a real on-disk instance, DVC repository and GE suites."""
 
+import hashlib
 import json
 import os
 import re
@@ -9,16 +10,19 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
 from assets.definitions import build_definitions, default_resources
 from assets.resources import RawDataSource, ValidationPolicy
+from rec_pipeline.embeddings import read_vectors
+from rec_pipeline.encoders import DEFAULT_MODEL, model_folder
 from rec_pipeline.generate import GeneratorConfig, generate
 from rec_pipeline.versioning import dvc_md5, init_dvc_repo
 
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = ["item_catalog", "raw_events", "validated_catalog", "validated_events"]
+ASSETS = ["item_catalog", "item_embeddings", "raw_events", "validated_catalog", "validated_events"]
 
 
 @pytest.fixture
@@ -52,6 +56,11 @@ def run_main(root: Path, instance: dg.DagsterInstance, **resource_overrides) -> 
 def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
     return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def data_version_of(result: dg.ExecuteInProcessResult, asset: str) -> str:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return event.materialization.tags["dagster/data_version"]
 
 
 def test_main_job_materialises_every_asset_with_accounted_rows(project, instance, monkeypatch):
@@ -88,6 +97,17 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
         ("validated_events", "great_expectations"): True,
     }
 
+    # One vector per valid item, from the packaged model, whose weights' sha256 is recorded.
+    embeddings = metadata_of(result, "item_embeddings")
+    weights = model_folder(DEFAULT_MODEL) / "model.safetensors"
+    assert embeddings["model"] == "all-MiniLM-L6-v2"
+    assert embeddings["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (embeddings["items_total"], embeddings["encoded_now"], embeddings["reused"]) == (summary["items"], summary["items"], 0)
+    assert embeddings["backend"] == "onnx" and embeddings["device"] == "cpu (no CUDA device visible)"
+    keys, vectors = read_vectors(root / "data" / "embeddings" / "item_embeddings.parquet")
+    assert vectors.shape == (summary["items"], 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert sorted(keys["item_id"]) == sorted(pd.read_parquet(root / "data/validated/catalog.parquet")["item_id"])
+
     # Pseudonyms only: no raw user id reaches the validated tables or any metadata.
     valid = pd.read_parquet(root / "data" / "validated" / "events.parquet")
     quarantine = pd.read_parquet(root / "data" / "validated" / "events_quarantine.parquet")
@@ -110,11 +130,23 @@ def test_rematerialising_unchanged_data_keeps_its_data_version(project, instance
     assert first.success and second.success
     assert metadata_of(first, "raw_events")["dvc_md5"] == metadata_of(second, "raw_events")["dvc_md5"]
 
-    # A new day of logs lands: the data version changes.
-    extra = root / "data" / "raw" / "events" / "events-2099-12-31.jsonl"
-    extra.write_text((root / "data/raw/events").glob("*.jsonl").__next__().read_text().splitlines()[0] + "\n")
+    assert (metadata_of(second, "item_embeddings")["encoded_now"], metadata_of(second, "item_embeddings")["reused"]) == (0, 300)
+    assert metadata_of(second, "item_embeddings")["dagster/row_count"] == 300
+
+    # A new day of logs lands, and three new items: new data versions, and only the new items are encoded.
+    events_dir = root / "data" / "raw" / "events"
+    (events_dir / "events-2025-09-21.jsonl").write_text(next(events_dir.glob("*.jsonl")).read_text().splitlines()[0] + "\n")
+    catalog = root / "data" / "raw" / "catalog" / "catalog.jsonl"
+    template = json.loads(catalog.read_text().splitlines()[0])
+    new_items = [{**template, "item_id": f"new{i}", "title": f"Hand-thrown stoneware vase no. {i}"} for i in range(3)]
+    catalog.write_text(catalog.read_text() + "".join(json.dumps(item) + "\n" for item in new_items))
     third = run_main(root, instance)
+    assert third.success
     assert metadata_of(third, "raw_events")["dvc_md5"] != metadata_of(second, "raw_events")["dvc_md5"]
+    assert metadata_of(third, "item_catalog")["dvc_md5"] != metadata_of(second, "item_catalog")["dvc_md5"]
+    embedded = metadata_of(third, "item_embeddings")
+    assert (embedded["items_total"], embedded["encoded_now"], embedded["reused"]) == (303, 3, 300)
+    assert data_version_of(third, "item_embeddings") != data_version_of(second, "item_embeddings") == data_version_of(first, "item_embeddings")
 
 
 def test_too_many_quarantined_rows_block_everything_downstream(project, instance):
@@ -130,6 +162,7 @@ def test_too_many_quarantined_rows_block_everything_downstream(project, instance
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "validated_catalog" in materialised
     assert "validated_events" not in materialised  # blocked by the failed check upstream
+    assert "item_embeddings" not in materialised
     [evaluation] = [
         e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "validated_catalog" and e.check_name == "quarantine_share"
     ]
@@ -186,3 +219,19 @@ def test_dagster_definitions_validate_lists_the_assets_and_blocking_checks(tmp_p
     assert "validated_catalog  <- item_catalog  checks: great_expectations (blocking), quarantine_share (blocking)" in listing
     assert "validated_events  <- raw_events, validated_catalog  checks: great_expectations (blocking), quarantine_share (blocking)" in listing
     assert "raw_events  <- -" in listing and "item_catalog  <- -" in listing
+    assert "item_embeddings  <- validated_catalog  pool: gpu" in listing
+
+
+def test_gpu_steps_sit_in_the_gpu_pool_and_ask_kubernetes_for_a_gpu(monkeypatch):
+    from assets.embeddings import item_embeddings
+    from assets.gpu import gpu_op_tags
+
+    assert item_embeddings.op.pool == "gpu"
+    k8s = json.loads(item_embeddings.op.tags["dagster-k8s/config"])  # Dagster keeps tag values as JSON text
+    assert k8s["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert k8s["pod_spec_config"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+    monkeypatch.setenv("REC_PIPELINE_GPU_NODE_SELECTOR", '{"cloud.google.com/gke-accelerator": "nvidia-l4"}')
+    monkeypatch.setenv("REC_PIPELINE_GPU_TOLERATIONS", "[]")
+    configured = gpu_op_tags()["dagster-k8s/config"]["pod_spec_config"]
+    assert configured == {"node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"}, "tolerations": []}

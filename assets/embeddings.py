@@ -1,0 +1,90 @@
+"""`item_embeddings`: one L2-normalised vector per validated catalog item, from a transformer over the item's text."""
+
+import hashlib
+
+import dagster as dg
+import pandas as pd
+
+from assets.gpu import GPU_POOL, gpu_op_tags
+from assets.resources import ComputeDevice, ProjectStore
+from assets.validation import validated_catalog
+from rec_pipeline.embeddings import DEFAULT_TEXT_FIELDS, EmbeddingCache, embed_items, write_vectors
+from rec_pipeline.encoders import DEFAULT_MODEL, EncoderConfig, TextEncoder
+
+
+class EmbeddingConfig(dg.Config):
+    model: str = DEFAULT_MODEL  # the packaged all-MiniLM-L6-v2, a local folder, or a Hugging Face id in the local cache
+    pooling: str = "mean"  # mean, cls, or last_token (decoder-LLM embedders)
+    prefix: str = ""  # e.g. "passage: " for E5-style models
+    max_length: int = 256
+    batch_size: int = 64
+    backend: str = "auto"  # auto: ONNX Runtime on the CPU, PyTorch on a GPU
+    text_fields: list[str] = list(DEFAULT_TEXT_FIELDS)
+    separator: str = ". "
+
+
+@dg.asset(
+    group_name="embeddings",
+    deps=[validated_catalog],
+    pool=GPU_POOL,
+    op_tags=gpu_op_tags(),
+    kinds={"pytorch", "onnx", "parquet"},
+)
+def item_embeddings(
+    context: dg.AssetExecutionContext, config: EmbeddingConfig, store: ProjectStore, compute: ComputeDevice
+) -> dg.MaterializeResult:
+    """Text vectors for every item, cold-start ones included: only items whose text is new to this model are encoded."""
+    encoder = TextEncoder(
+        EncoderConfig(
+            model=config.model,
+            pooling=config.pooling,  # type: ignore[arg-type]
+            prefix=config.prefix,
+            max_length=config.max_length,
+            batch_size=config.batch_size,
+            backend=config.backend,  # type: ignore[arg-type]
+            device=compute.device,
+            threads=compute.threads,
+        ),
+        onnx_dir=store.data_path("models"),
+    )
+    catalog = pd.read_parquet(store.validated_path("catalog"))
+    cache = EmbeddingCache(store.data_path("embeddings", "cache", f"{encoder.fingerprint}.parquet"), encoder.dim)
+    run = embed_items(catalog, encoder, cache, config.text_fields, config.separator)
+    if run.encoded_now:
+        cache.save()
+    path = write_vectors(store.data_path("embeddings", "item_embeddings.parquet"), {"item_id": run.item_ids, "text_hash": run.text_hashes}, run.vectors)
+
+    # The vectors follow from the encoder's fingerprint (weights, tokenizer, pooling, ...) and the item texts.
+    version = hashlib.sha256(encoder.fingerprint.encode())
+    for item_id, digest in zip(run.item_ids, run.text_hashes):
+        version.update(f"{item_id}\t{digest}\n".encode())
+    described = encoder.describe()
+    device = described["device"]
+    if device == "cpu" and compute.device == "auto":
+        device = "cpu (no CUDA device visible)"
+    context.log.info(
+        f"{len(run.item_ids):,} items: {run.encoded_now:,} encoded, {run.reused:,} reused, "
+        f"with {config.model} ({described['backend']} on {device})"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "model": config.model,
+            "weights_sha256": described["weights_sha256"],
+            "encoder_fingerprint": encoder.fingerprint,
+            "backend": described["backend"],
+            "device": device,
+            "precision": described["precision"],
+            "threads": described["threads"],
+            "dim": encoder.dim,
+            "items_total": len(run.item_ids),
+            "encoded_now": run.encoded_now,
+            "reused": run.reused,
+            "encode_seconds": round(run.encode_seconds, 3),
+            "items_per_s": round(run.items_per_s, 1) if run.items_per_s else 0.0,
+            "onnx_parity_max_abs_diff": described["onnx_parity_max_abs_diff"] or "no ONNX export (torch backend)",
+            "encoder": dg.MetadataValue.json(described),
+            "path": dg.MetadataValue.path(str(path)),
+            "dagster/row_count": len(run.item_ids),
+        },
+        data_version=dg.DataVersion(version.hexdigest()[:32]),
+    )

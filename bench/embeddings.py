@@ -31,8 +31,8 @@ from rec_pipeline.encoders import DEFAULT_MODEL, EncoderConfig, TextEncoder, cle
 ONLINE_RETAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
 
 
-def benchmark_texts() -> tuple[str, list[str]]:
-    if ONLINE_RETAIL.exists():
+def benchmark_texts(source: str) -> tuple[str, list[str]]:
+    if source == "online-retail" or (source == "auto" and ONLINE_RETAIL.exists()):
         descriptions = pd.read_csv(ONLINE_RETAIL, usecols=["Description"], dtype=str)["Description"].map(clean_text)
         return "online_retail_descriptions", sorted({d for d in descriptions if d})
     from rec_pipeline.generate import GeneratorConfig, generate
@@ -69,10 +69,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--source", choices=["auto", "online-retail", "generated"], default="auto",
+                        help="auto: Online Retail descriptions when ../shared has them, else generated item texts")
     args = parser.parse_args()
     from sentence_transformers import SentenceTransformer
 
-    source, texts = benchmark_texts()
+    source, texts = benchmark_texts(args.source)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)

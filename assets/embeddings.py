@@ -81,10 +81,18 @@ def item_embeddings(
             "reused": run.reused,
             "encode_seconds": round(run.encode_seconds, 3),
             "items_per_s": round(run.items_per_s, 1) if run.items_per_s else 0.0,
-            "onnx_parity_max_abs_diff": described["onnx_parity_max_abs_diff"] or "no ONNX export (torch backend)",
+            "onnx_parity_max_abs_diff": _parity_note(described),
             "encoder": dg.MetadataValue.json(described),
             "path": dg.MetadataValue.path(str(path)),
             "dagster/row_count": len(run.item_ids),
         },
         data_version=dg.DataVersion(version.hexdigest()[:32]),
     )
+
+
+def _parity_note(described: dict) -> float | str:
+    if described["backend"] != "onnx":
+        return "no ONNX export (torch backend)"
+    if described["onnx_parity_max_abs_diff"] is None:
+        return "not loaded: every text was cached"
+    return described["onnx_parity_max_abs_diff"]

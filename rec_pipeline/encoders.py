@@ -18,6 +18,7 @@ import importlib.resources
 import json
 import os
 import re
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,13 +106,12 @@ class TextEncoder:
     """Texts in, one L2-normalised float32 vector per text out."""
 
     def __init__(self, config: EncoderConfig = EncoderConfig(), onnx_dir: str | Path | None = None):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig
 
         self.config = config
         self.folder = model_folder(config.model)
         self.weights_sha256 = weights_sha256(self.folder)
         self.threads = config.threads or os.cpu_count() or 1
-        torch.set_num_threads(self.threads)
         self.device = _resolve_device(config.device)
         self.backend = ("torch" if self.device == "cuda" else "onnx") if config.backend == "auto" else config.backend
         if self.backend == "onnx" and self.device == "cuda":
@@ -120,18 +120,34 @@ class TextEncoder:
         self.precision = "fp32"
         if self.device == "cuda":
             self.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
-        self.model = AutoModel.from_pretrained(str(self.folder), use_safetensors=True).eval()
-        self.dim = int(self.model.config.hidden_size)
+        self.dim = int(AutoConfig.from_pretrained(str(self.folder)).hidden_size)
         self.fingerprint = self._fingerprint()
+        self.onnx_dir = Path(onnx_dir) if onnx_dir else Path(tempfile.mkdtemp(prefix="rec_pipeline_onnx_"))
         self.onnx_path: Path | None = None
         self.onnx_parity: float | None = None
+        self._loaded = False
+
+    def _load(self) -> None:
+        """Tokenizer, weights and (ONNX backend) the checked session: only once there is something to encode, so
+        a re-run whose texts are all cached never pays for them."""
+        from transformers import AutoTokenizer
+
+        torch.set_num_threads(self.threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+        self.model = None
         if self.backend == "onnx":
-            self._session = self._onnx_session(Path(onnx_dir) if onnx_dir else self.folder / ".onnx")
-        elif self.device == "cuda":
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            self.model = self.model.to(device=self.device, dtype=dtype)
+            self._session = self._onnx_session(self.onnx_dir)
+        else:
+            self.model = self._torch_model()
+            if self.device == "cuda":
+                dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+                self.model = self.model.to(device=self.device, dtype=dtype)
+        self._loaded = True
+
+    def _torch_model(self) -> torch.nn.Module:
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(str(self.folder), use_safetensors=True).eval()
 
     def _fingerprint(self) -> str:
         """What determines the vectors: weights, tokenizer, pooling, prefix, truncation and precision."""
@@ -174,6 +190,8 @@ class TextEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        if not self._loaded:
+            self._load()
         ids = self.tokenizer(texts, truncation=True, max_length=self.config.max_length, return_attention_mask=False)["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")
         for start in range(0, len(order), batch_size):
@@ -205,25 +223,40 @@ class TextEncoder:
     # -- ONNX Runtime -----------------------------------------------------------------------------------------------
 
     def _onnx_session(self, onnx_dir: Path):
+        """An ONNX Runtime session on the exported encoder, which must match PyTorch before its first use.
+
+        The check's result is kept beside the file with the file's sha256, so later runs that find the same file
+        need neither the PyTorch model nor the check again.
+        """
         import onnxruntime as ort
 
         path = onnx_dir / f"encoder-{self.fingerprint}.onnx"
+        verified = path.with_suffix(".parity.json")
+        record = json.loads(verified.read_text()) if verified.exists() and path.exists() else {}
         if not path.exists():
+            self.model = self._torch_model()
             self._export_onnx(path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.onnx_path = path
-        self._session = session
+        onnx_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        if record.get("onnx_sha256") == onnx_sha256:
+            self.onnx_parity = float(record["max_abs_diff"])
+            return self._session
+        if self.model is None:
+            self.model = self._torch_model()
         self.onnx_parity = self._parity_against_torch()
         if self.onnx_parity > ONNX_PARITY_TOLERANCE:
             raise RuntimeError(
                 f"ONNX Runtime differs from PyTorch by {self.onnx_parity:.2e} (> {ONNX_PARITY_TOLERANCE:.0e}) on "
                 f"normalised vectors; delete {path} to export again"
             )
-        return session
+        with atomic_path(verified) as tmp:
+            tmp.write_text(json.dumps({"onnx_sha256": onnx_sha256, "max_abs_diff": self.onnx_parity}))
+        return self._session
 
     def _export_onnx(self, path: Path) -> None:
 

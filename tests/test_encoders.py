@@ -1,6 +1,7 @@
 """The text encoder and the embedding cache: real vectors, parity with sentence-transformers, ONNX = PyTorch, reuse."""
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ def torch_encoder():
 
 
 def test_default_backend_on_the_cpu_is_onnx_runtime_and_is_described(onnx_encoder):
+    onnx_encoder.encode(["load the model"])
     described = onnx_encoder.describe()
     assert (described["backend"], described["device"], described["precision"]) == ("onnx", "cpu", "fp32")
     assert described["dim"] == 384 and described["onnx_parity_max_abs_diff"] <= 1e-4
@@ -118,6 +120,13 @@ def test_cache_reencodes_only_new_or_changed_texts(tmp_path, onnx_encoder):
     assert np.array_equal(second.vectors[0], first.vectors[0]) and np.array_equal(second.vectors[2], first.vectors[2])
     assert np.abs(second.vectors[1] - onnx_encoder.encode([changed.loc[1, "title"]])[0]).max() < 1e-6
 
+    # A run whose texts are all cached never loads the model.
+    fresh = TextEncoder(EncoderConfig(threads=2), onnx_dir=tmp_path / "onnx")
+    assert fresh.fingerprint == onnx_encoder.fingerprint
+    third = embed_items(grown, fresh, reloaded, fields=["title"])
+    assert (third.encoded_now, third.reused) == (0, 4) and fresh.describe()["onnx_path"] is None
+    assert np.array_equal(third.vectors, second.vectors)
+
     with pytest.raises(ValueError, match="384-d"):
         EmbeddingCache(tmp_path / "cache.parquet", 768)
 
@@ -127,3 +136,24 @@ def test_vectors_round_trip_through_parquet(tmp_path):
     write_vectors(tmp_path / "v.parquet", {"item_id": list("abcde")}, vectors)
     keys, matrix = read_vectors(tmp_path / "v.parquet")
     assert keys["item_id"].tolist() == list("abcde") and np.array_equal(matrix, vectors)
+
+
+def test_a_checked_onnx_export_is_reused_and_a_tampered_one_is_refused(tmp_path, onnx_encoder):
+    import onnx
+    from onnx import numpy_helper
+
+    first = TextEncoder(EncoderConfig(threads=2), onnx_dir=tmp_path)
+    expected = first.encode(TEXTS)
+    record = json.loads(first.onnx_path.with_suffix(".parity.json").read_text())
+    assert record["max_abs_diff"] <= 1e-4
+
+    again = TextEncoder(EncoderConfig(threads=2), onnx_dir=tmp_path)
+    assert np.array_equal(again.encode(TEXTS), expected)
+    assert again.model is None  # the recorded check stands for the same file: no PyTorch model needed
+
+    model = onnx.load(str(first.onnx_path))
+    weights = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) * 1.5, weights.name))
+    onnx.save(model, str(first.onnx_path))
+    with pytest.raises(RuntimeError, match="ONNX Runtime differs from PyTorch"):
+        TextEncoder(EncoderConfig(threads=2), onnx_dir=tmp_path).encode(TEXTS)

@@ -70,17 +70,34 @@ def model_folder(model: str) -> Path:
         ) from None
 
 
-def weights_sha256(folder: Path) -> str:
-    """sha256 over the model's safetensors files (in name order); refuses folders holding only pickled weights."""
+def file_sha256(path: Path, memo: Path | None = None) -> str:
+    """sha256 of a file, remembered in the JSON file `memo` by (path, size, mtime) so a large file is hashed once."""
+    stat = path.stat()
+    key = str(path.resolve())
+    known = json.loads(memo.read_text()) if memo is not None and memo.exists() else {}
+    entry = known.get(key, {})
+    if (entry.get("size"), entry.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns):
+        return entry["sha256"]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    if memo is not None:
+        known[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
+        with atomic_path(memo) as tmp:
+            tmp.write_text(json.dumps(known, indent=1))
+    return digest.hexdigest()
+
+
+def weights_sha256(folder: Path, memo: Path | None = None) -> str:
+    """The sha256 of the model's safetensors file (of "name sha256" lines when sharded); pickled weights are refused."""
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise ValueError(f"{folder} has no .safetensors weights; pickled checkpoints are not loaded")
-    digest = hashlib.sha256()
-    for file in files:
-        with open(file, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    digests = [file_sha256(f, memo) for f in files]
+    if len(files) == 1:
+        return digests[0]
+    return hashlib.sha256("".join(f"{f.name} {d}\n" for f, d in zip(files, digests)).encode()).hexdigest()
 
 
 def clean_text(text: object) -> str:
@@ -110,7 +127,10 @@ class TextEncoder:
 
         self.config = config
         self.folder = model_folder(config.model)
-        self.weights_sha256 = weights_sha256(self.folder)
+        # The ONNX export and the file digests are kept here; without it, a temporary folder holds the export.
+        self.onnx_dir = Path(onnx_dir) if onnx_dir else None
+        self._digests = self.onnx_dir / "sha256.json" if self.onnx_dir else None
+        self.weights_sha256 = weights_sha256(self.folder, self._digests)
         self.threads = config.threads or os.cpu_count() or 1
         self.device = _resolve_device(config.device)
         self.backend = ("torch" if self.device == "cuda" else "onnx") if config.backend == "auto" else config.backend
@@ -122,7 +142,6 @@ class TextEncoder:
             self.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         self.dim = int(AutoConfig.from_pretrained(str(self.folder)).hidden_size)
         self.fingerprint = self._fingerprint()
-        self.onnx_dir = Path(onnx_dir) if onnx_dir else Path(tempfile.mkdtemp(prefix="rec_pipeline_onnx_"))
         self.onnx_path: Path | None = None
         self.onnx_parity: float | None = None
         self._loaded = False
@@ -136,7 +155,7 @@ class TextEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
         self.model = None
         if self.backend == "onnx":
-            self._session = self._onnx_session(self.onnx_dir)
+            self._session = self._onnx_session(self.onnx_dir or Path(tempfile.mkdtemp(prefix="rec_pipeline_onnx_")))
         else:
             self.model = self._torch_model()
             if self.device == "cuda":
@@ -242,7 +261,7 @@ class TextEncoder:
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.onnx_path = path
-        onnx_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        onnx_sha256 = file_sha256(path, self._digests)
         if record.get("onnx_sha256") == onnx_sha256:
             self.onnx_parity = float(record["max_abs_diff"])
             return self._session

@@ -79,6 +79,7 @@ def item_embeddings(
             "items_total": len(run.item_ids),
             "encoded_now": run.encoded_now,
             "reused": run.reused,
+            "model_load_seconds": round(run.load_seconds, 3),
             "encode_seconds": round(run.encode_seconds, 3),
             "items_per_s": round(run.items_per_s, 1) if run.items_per_s else 0.0,
             "onnx_parity_max_abs_diff": _parity_note(described),

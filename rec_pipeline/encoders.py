@@ -146,9 +146,11 @@ class TextEncoder:
         self.onnx_parity: float | None = None
         self._loaded = False
 
-    def _load(self) -> None:
-        """Tokenizer, weights and (ONNX backend) the checked session: only once there is something to encode, so
-        a re-run whose texts are all cached never pays for them."""
+    def load(self) -> None:
+        """Tokenizer, weights and (ONNX backend) the checked session. `encode` calls this on first use, so a re-run
+        whose texts are all cached never pays for them."""
+        if self._loaded:
+            return
         from transformers import AutoTokenizer
 
         torch.set_num_threads(self.threads)
@@ -209,8 +211,7 @@ class TextEncoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        if not self._loaded:
-            self._load()
+        self.load()
         ids = self.tokenizer(texts, truncation=True, max_length=self.config.max_length, return_attention_mask=False)["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")
         for start in range(0, len(order), batch_size):

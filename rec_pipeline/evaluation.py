@@ -1,0 +1,149 @@
+"""The evaluation protocol and the baselines every model is compared with, on the same split and candidates.
+
+Protocol (a global temporal split, never per-user leave-one-out, which leaks the future):
+- train: purchases before the cut; test: purchases from the cut to the end of the data;
+- test users: users with a train purchase and a test purchase of an item they had not bought before;
+- candidates: every item known by the end of test, minus what the user bought in train;
+- targets: the items bought in test, minus those bought in train;
+- cold-only: for users with a cold target (an item with no train interaction), only cold items are ranked.
+Tuning uses the same protocol with the cut moved back by the validation window; final models are fit on everything
+before the cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+@dataclass
+class Split:
+    item_ids: np.ndarray  # column index -> item id: every item known by the end of the test window
+    user_ids: np.ndarray  # row index of `train` -> user id: every user with a train purchase
+    train: sp.csr_matrix  # users x items, number of train purchase lines
+    test_rows: np.ndarray  # rows of `train` that are test users
+    candidates: np.ndarray  # test users x items, bool
+    targets: list[np.ndarray]  # per test user, item columns
+    cold_items: np.ndarray  # items, bool: no train interaction
+    cut: pd.Timestamp
+
+    @property
+    def cold_rows(self) -> np.ndarray:
+        """Test users (positions in test_rows) with at least one cold target."""
+        return np.array([i for i, t in enumerate(self.targets) if self.cold_items[t].any()], dtype=np.int64)
+
+    def cold_only(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Candidates and targets restricted to cold items, for the users with a cold target."""
+        rows = self.cold_rows
+        candidates = self.candidates[rows] & self.cold_items[None, :]
+        return candidates, [t[self.cold_items[t]] for t in (self.targets[r] for r in rows)]
+
+
+def temporal_split(
+    purchases: pd.DataFrame, cut: str | pd.Timestamp, end: str | pd.Timestamp | None = None, catalog: pd.DataFrame | None = None
+) -> Split:
+    """The protocol's split of `purchases` (columns user_id, item_id, ts) at `cut`; test runs to `end` if given.
+
+    `catalog` (item_id, first_seen) lists the items to rank: those first seen before `end`. An item is cold when it
+    was first seen at or after the cut (its first interaction anywhere in the data, anonymous ones included) and has
+    no train purchase. Without a catalog, the items are those purchased, and cold means no train purchase.
+    """
+    cut = pd.Timestamp(cut, tz="UTC") if pd.Timestamp(cut).tzinfo is None else pd.Timestamp(cut)
+    data = purchases.dropna(subset=["user_id", "item_id"])
+    if end is not None:
+        end = pd.Timestamp(end, tz="UTC") if pd.Timestamp(end).tzinfo is None else pd.Timestamp(end)
+        data = data[data["ts"] < end]
+    train, test = data[data["ts"] < cut], data[data["ts"] >= cut]
+    if train.empty or test.empty:
+        raise ValueError(f"the cut {cut} leaves no train or no test purchases")
+
+    if catalog is not None:
+        known = catalog if end is None else catalog[catalog["first_seen"] < end]
+        item_ids = np.array(sorted(known["item_id"]), dtype=object)
+    else:
+        item_ids = np.array(sorted(set(data["item_id"])), dtype=object)
+    item_index = pd.Index(item_ids)
+    train = train[train["item_id"].isin(item_index)]
+    test = test[test["item_id"].isin(item_index)]
+    user_ids = np.array(sorted(train["user_id"].unique()), dtype=object)
+    user_index = pd.Index(user_ids)
+    matrix = sp.csr_matrix(
+        (np.ones(len(train), dtype=np.float32), (user_index.get_indexer(train["user_id"]), item_index.get_indexer(train["item_id"]))),
+        shape=(len(user_ids), len(item_ids)),
+    )
+    matrix.sum_duplicates()
+
+    bought = matrix > 0
+    test = test[test["user_id"].isin(user_index)]
+    rows = user_index.get_indexer(test["user_id"])
+    cols = item_index.get_indexer(test["item_id"])
+    new = ~np.asarray(bought[rows, cols]).ravel()
+    pairs = pd.DataFrame({"row": rows[new], "col": cols[new]}).drop_duplicates()
+    grouped = pairs.groupby("row")["col"].apply(lambda c: np.sort(c.to_numpy()))
+    test_rows = grouped.index.to_numpy()
+    candidates = ~bought[test_rows].toarray()
+    cold_items = np.asarray(matrix.sum(axis=0)).ravel() == 0
+    if catalog is not None:
+        first_seen = catalog.set_index("item_id")["first_seen"].reindex(item_ids)
+        cold_items &= (first_seen >= cut).to_numpy()
+    return Split(item_ids, user_ids, matrix, test_rows, candidates, list(grouped.values), cold_items, cut)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Baselines: each returns a (test users x items) score matrix for a split.
+
+
+def popularity_scores(split: Split) -> np.ndarray:
+    """Items ranked by how many users bought them in train."""
+    buyers = np.asarray((split.train > 0).sum(axis=0), dtype=np.float64).ravel()
+    return np.tile(buyers, (len(split.test_rows), 1))
+
+
+def content_knn_scores(split: Split, item_vectors: np.ndarray) -> np.ndarray:
+    """Cosine between each item's text vector and the mean text vector of what the user bought in train."""
+    bought = (split.train[split.test_rows] > 0).astype(np.float32)
+    profiles = np.asarray(bought @ item_vectors)
+    profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
+    return profiles @ item_vectors.T
+
+
+@dataclass(frozen=True)
+class ALSParams:
+    factors: int = 64
+    regularization: float = 0.1
+    alpha: float = 1.0
+    iterations: int = 15
+
+
+def als_scores(split: Split, params: ALSParams, seed: int = 0, threads: int = 0) -> np.ndarray:
+    """implicit's ALS on the train purchase counts; user factors dotted with item factors."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = AlternatingLeastSquares(
+        factors=params.factors,
+        regularization=params.regularization,
+        alpha=params.alpha,
+        iterations=params.iterations,
+        random_state=seed,
+        num_threads=threads,
+    )
+    model.fit(split.train.tocsr(), show_progress=False)
+    return np.asarray(model.user_factors[split.test_rows] @ model.item_factors.T)
+
+
+ALS_GRID = [ALSParams(factors=f, regularization=r) for f in (32, 64, 128) for r in (0.01, 0.1, 1.0)]
+
+
+def tune_als(validation: Split, grid: list[ALSParams] = ALS_GRID, metric: str = "ndcg@20", seed: int = 0, threads: int = 0) -> tuple[ALSParams, list[dict]]:
+    """The grid point with the best `metric` on the validation split, and every point's score."""
+    from rec_pipeline.metrics import evaluate
+
+    tried = []
+    for params in grid:
+        means, _ = evaluate(als_scores(validation, params, seed, threads), validation.candidates, validation.targets, ks=(20,))
+        tried.append({**params.__dict__, metric: means[metric]})
+    best = max(range(len(grid)), key=lambda i: tried[i][metric])
+    return grid[best], tried

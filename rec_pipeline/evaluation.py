@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 
 @dataclass
@@ -122,15 +123,17 @@ def als_scores(split: Split, params: ALSParams, seed: int = 0, threads: int = 0)
     """implicit's ALS on the train purchase counts; user factors dotted with item factors."""
     from implicit.cpu.als import AlternatingLeastSquares
 
-    model = AlternatingLeastSquares(
-        factors=params.factors,
-        regularization=params.regularization,
-        alpha=params.alpha,
-        iterations=params.iterations,
-        random_state=seed,
-        num_threads=threads,
-    )
-    model.fit(split.train.tocsr(), show_progress=False)
+    # implicit parallelises itself; OpenBLAS threads on top of its threads would oversubscribe the cores.
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=params.factors,
+            regularization=params.regularization,
+            alpha=params.alpha,
+            iterations=params.iterations,
+            random_state=seed,
+            num_threads=threads,
+        )
+        model.fit(split.train.tocsr(), show_progress=False)
     return np.asarray(model.user_factors[split.test_rows] @ model.item_factors.T)
 
 

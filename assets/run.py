@@ -81,6 +81,11 @@ def _print_summary(result, elapsed: float) -> None:
                 f"  {key:<18} {meta['items_total']:>9,} items: {meta['encoded_now']:,} encoded ({meta['items_per_s']:,.0f} items/s), "
                 f"{meta['reused']:,} reused; {meta['model']} sha256 {meta['weights_sha256'][:12]}…, {meta['backend']} on {meta['device']}"
             )
+        elif "train_interactions" in meta:
+            print(
+                f"  {key:<18} train {meta['train_interactions']:,} / validation {meta['validation_interactions']:,} / "
+                f"test {meta['test_interactions']:,} interactions; {meta['cold_items']:,} cold items, {meta['new_users']:,} new users"
+            )
         elif "rows_in" in meta:
             print(
                 f"  {key:<18} {meta['rows_in']:>9,} rows in = {meta['rows_valid']:,} valid + "

@@ -22,7 +22,7 @@ from rec_pipeline.generate import GeneratorConfig, generate
 from rec_pipeline.versioning import dvc_md5, init_dvc_repo
 
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = ["item_catalog", "item_embeddings", "raw_events", "validated_catalog", "validated_events"]
+ASSETS = ["item_catalog", "item_embeddings", "raw_events", "training_splits", "validated_catalog", "validated_events"]
 
 
 @pytest.fixture
@@ -108,6 +108,13 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert vectors.shape == (summary["items"], 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert sorted(keys["item_id"]) == sorted(pd.read_parquet(root / "data/validated/catalog.parquet")["item_id"])
 
+    # Every valid item event is in exactly one split; the default cuts leave a week each for validation and test.
+    splits = metadata_of(result, "training_splits")
+    valid_item_events = int((pd.read_parquet(root / "data/validated/events.parquet")["event_type"] != "search").sum())
+    assert splits["train_interactions"] + splits["validation_interactions"] + splits["test_interactions"] == valid_item_events
+    assert min(splits["train_interactions"], splits["validation_interactions"], splits["test_interactions"]) > 0
+    assert 0 < splits["cold_items"] < summary["items"] and splits["new_users"] > 0
+
     # Pseudonyms only: no raw user id reaches the validated tables or any metadata.
     valid = pd.read_parquet(root / "data" / "validated" / "events.parquet")
     quarantine = pd.read_parquet(root / "data" / "validated" / "events_quarantine.parquet")
@@ -162,7 +169,7 @@ def test_too_many_quarantined_rows_block_everything_downstream(project, instance
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "validated_catalog" in materialised
     assert "validated_events" not in materialised  # blocked by the failed check upstream
-    assert "item_embeddings" not in materialised
+    assert "item_embeddings" not in materialised and "training_splits" not in materialised
     [evaluation] = [
         e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "validated_catalog" and e.check_name == "quarantine_share"
     ]

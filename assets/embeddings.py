@@ -1,6 +1,7 @@
 """`item_embeddings`: one L2-normalised vector per validated catalog item, from a transformer over the item's text."""
 
 import hashlib
+from typing import Literal
 
 import dagster as dg
 import pandas as pd
@@ -14,11 +15,11 @@ from rec_pipeline.encoders import DEFAULT_MODEL, EncoderConfig, TextEncoder
 
 class EmbeddingConfig(dg.Config):
     model: str = DEFAULT_MODEL  # the packaged all-MiniLM-L6-v2, a local folder, or a Hugging Face id in the local cache
-    pooling: str = "mean"  # mean, cls, or last_token (decoder-LLM embedders)
+    pooling: Literal["mean", "cls", "last_token"] = "mean"  # last_token: decoder-LLM embedders
     prefix: str = ""  # e.g. "passage: " for E5-style models
     max_length: int = 256
     batch_size: int = 64
-    backend: str = "auto"  # auto: ONNX Runtime on the CPU, PyTorch on a GPU
+    backend: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX Runtime on the CPU, PyTorch on a GPU
     text_fields: list[str] = list(DEFAULT_TEXT_FIELDS)
     separator: str = ". "
 
@@ -37,11 +38,11 @@ def item_embeddings(
     encoder = TextEncoder(
         EncoderConfig(
             model=config.model,
-            pooling=config.pooling,  # type: ignore[arg-type]
+            pooling=config.pooling,
             prefix=config.prefix,
             max_length=config.max_length,
             batch_size=config.batch_size,
-            backend=config.backend,  # type: ignore[arg-type]
+            backend=config.backend,
             device=compute.device,
             threads=compute.threads,
         ),

@@ -1,0 +1,1 @@
+"""The hybrid ranker: the model (model.py) and its training loop (train.py)."""

@@ -47,10 +47,13 @@ class HybridRanker(nn.Module):
             use_id = use_id & ~hide_ids
         return self.text_proj(self.item_text[ids]) + self.item_id(ids) * use_id.unsqueeze(-1)
 
-    def users(self, history: torch.Tensor) -> torch.Tensor:
-        """(batch, history) item ids, most recent last, 0-padded on the left -> (batch, dim)."""
+    def users(self, history: torch.Tensor, item_table: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, history) item ids, most recent last, 0-padded on the left -> (batch, dim).
+
+        `item_table` (all item representations) saves projecting the same items again for every history slot.
+        """
         present = history > 0
-        reps = self.items(history)
+        reps = (self.all_items() if item_table is None else item_table)[history]
         logits = self.attention(reps).squeeze(-1).masked_fill(~present, float("-inf"))
         weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a user with no history gets zeros
         return self.user_proj((weights.unsqueeze(-1) * reps).sum(dim=1))
@@ -60,7 +63,8 @@ class HybridRanker(nn.Module):
 
     def forward(self, history: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of the candidate items (batch, n) or of every item (batch, n_items + 1)."""
-        users = self.users(history)
+        table = self.all_items()
+        users = self.users(history, table)
         if candidates is None:
-            return users @ self.all_items().T
+            return users @ table.T
         return torch.einsum("bd,bnd->bn", users, self.items(candidates))

@@ -85,8 +85,8 @@ def score(model: HybridRanker, histories: np.ndarray, batch: int = 1024) -> np.n
     """(users x items) scores in the split's column order (model item i + 1 is column i)."""
     model.eval()
     with torch.inference_mode():
-        items = model.all_items()[1:]
-        rows = [model.users(torch.from_numpy(histories[i : i + batch])) @ items.T for i in range(0, len(histories), batch)]
+        table = model.all_items()
+        rows = [model.users(torch.from_numpy(histories[i : i + batch]), table) @ table[1:].T for i in range(0, len(histories), batch)]
     return torch.cat(rows).numpy() if rows else np.zeros((0, model.config.n_items), np.float32)
 
 
@@ -128,7 +128,7 @@ def fit(
             rows = order[start : start + config.batch_size]
             batch_targets = torch.from_numpy(targets[rows])
             hide = torch.from_numpy(rng.random(len(rows)) < model_config.id_dropout)
-            users = model.users(torch.from_numpy(histories[rows]))
+            users = model.users(torch.from_numpy(histories[rows]), model.all_items())
             logits = users @ model.items(batch_targets, hide).T - log_q[batch_targets]
             # The same item twice in a batch is not a negative for itself.
             same = batch_targets.unsqueeze(0) == batch_targets.unsqueeze(1)

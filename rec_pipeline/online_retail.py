@@ -13,7 +13,6 @@ kept in `src_*` columns so the rules, and anyone reading the quarantine, see the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ import pandas as pd
 from rec_pipeline.readers import read_csv_strings
 from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS, PROVENANCE_COLUMNS, DataFormatError
 from rec_pipeline.sources import SourceTable
-from rec_pipeline.validation import Rule, failing
+from rec_pipeline.validation import Rule, failing, per_distinct
 
 # The file's columns and the names they keep beside the canonical ones.
 SOURCE_COLUMNS = {
@@ -96,17 +95,6 @@ def _read_lines(path: Path) -> pd.DataFrame:
     return lines
 
 
-def _per_distinct(values: pd.Series, transform: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """`transform` applied once per distinct value and spread back to the rows.
-
-    The file's columns repeat a few thousand values over half a million lines, so string work on the distinct
-    values is what keeps loading and the rules fast.
-    """
-    codes, distinct = pd.factorize(values, use_na_sentinel=False)
-    result = transform(pd.Series(distinct, dtype=values.dtype))
-    return pd.Series(result.to_numpy()[codes], index=values.index, dtype=result.dtype)
-
-
 def _local_to_utc(invoice_dates: pd.Series) -> pd.Series:
     """InvoiceDate (UK wall-clock time) as UTC timestamps; NaT where not in the file's date format.
 
@@ -124,7 +112,7 @@ def _local_to_utc(invoice_dates: pd.Series) -> pd.Series:
 
 def _as_utc_text(utc_times: pd.Series, unread: pd.Series | None = None) -> pd.Series:
     """ISO 8601 UTC text; where there is no time, the value from `unread` (or None)."""
-    formatted = _per_distinct(utc_times, lambda times: times.dt.strftime(UTC_FORMAT).astype(object))
+    formatted = per_distinct(utc_times, lambda times: times.dt.strftime(UTC_FORMAT).astype(object))
     return formatted.where(utc_times.notna(), unread)
 
 
@@ -134,7 +122,7 @@ def _events_frame(lines: pd.DataFrame, utc_times: pd.Series, file_name: str) -> 
             "event_id": lines["InvoiceNo"] + ":" + lines["source_row"].astype(str),
             # A date that could not be read is passed on as written, so the canonical ts rules report it.
             "ts": _as_utc_text(utc_times, unread=lines["InvoiceDate"]),
-            "user_id": _per_distinct(lines["CustomerID"], _customer_ids),
+            "user_id": per_distinct(lines["CustomerID"], _customer_ids),
             "session_id": lines["InvoiceNo"],
             "event_type": "purchase",
             "item_id": _item_ids(lines["StockCode"]),
@@ -158,11 +146,11 @@ def _customer_ids(customer_ids: pd.Series) -> pd.Series:
 
 def _item_ids(stock_codes: pd.Series) -> pd.Series:
     """Upper-cased StockCode: `85123a` and `85123A` are the same product."""
-    return _per_distinct(stock_codes, lambda codes: codes.str.strip().str.upper())
+    return per_distinct(stock_codes, lambda codes: codes.str.strip().str.upper())
 
 
 def _numbers(values: pd.Series) -> pd.Series:
-    return _per_distinct(values, lambda distinct: pd.to_numeric(distinct, errors="coerce").astype("float64"))
+    return per_distinct(values, lambda distinct: pd.to_numeric(distinct, errors="coerce").astype("float64"))
 
 
 def _catalog_frame(lines: pd.DataFrame, utc_times: pd.Series, file_name: str) -> pd.DataFrame:
@@ -198,10 +186,10 @@ def _titles(lines: pd.DataFrame, item_id: pd.Series, utc_times: pd.Series) -> pd
     Warehouse notes ("damaged", all lowercase) and "?" notes ("?", "POSSIBLE DAMAGES OR LOST?") are not names.
     Descriptions differing only in spacing count as one.
     """
-    description = _per_distinct(
+    description = per_distinct(
         lines["Description"], lambda text: text.str.strip().str.replace(r"\s+", " ", regex=True)
     )
-    usable = _per_distinct(
+    usable = per_distinct(
         description, lambda text: text.str.contains(r"[A-Z]") & ~text.str.contains("?", regex=False)
     )
     candidates = pd.DataFrame(
@@ -224,9 +212,9 @@ def _event_stats(lines: pd.DataFrame) -> dict[str, int]:
     """How often the normalisations apply, measured on the values as written (the definitions SOURCE.md uses)."""
     stock_code = lines["StockCode"]
     description = lines["Description"]
-    lowercase_code = _per_distinct(stock_code, lambda codes: codes.str.contains(r"[a-z]"))
-    padded = _per_distinct(description, lambda text: text != text.str.strip())
-    double_space = _per_distinct(description, lambda text: text.str.contains("  ", regex=False))
+    lowercase_code = per_distinct(stock_code, lambda codes: codes.str.contains(r"[a-z]"))
+    padded = per_distinct(description, lambda text: text != text.str.strip())
+    double_space = per_distinct(description, lambda text: text.str.contains("  ", regex=False))
     described = lines.loc[description != "", ["StockCode", "Description"]].drop_duplicates()
     return {
         "rows_read": len(lines),
@@ -253,7 +241,7 @@ def _quantity(raw: pd.DataFrame) -> pd.Series:
 
 
 def _is_cancellation(raw: pd.DataFrame) -> pd.Series:
-    return _per_distinct(raw["src_invoice_no"], lambda invoices: invoices.str.strip().str.startswith("C"))
+    return per_distinct(raw["src_invoice_no"], lambda invoices: invoices.str.strip().str.startswith("C"))
 
 
 def _exact_duplicate(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
@@ -270,7 +258,7 @@ def _cancellation(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
         cancellation = invoices.str.strip().str.startswith("C")
         return failing(cancellation, "InvoiceNo " + _quoted(invoices) + " is a cancellation")
 
-    return _per_distinct(raw["src_invoice_no"], judge)
+    return per_distinct(raw["src_invoice_no"], judge)
 
 
 def _stock_adjustment(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
@@ -287,7 +275,7 @@ def _missing_description(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
     def judge(descriptions: pd.Series) -> pd.Series:
         return failing(descriptions.str.strip() == "", "Description is empty")
 
-    return _per_distinct(raw["src_description"], judge)
+    return per_distinct(raw["src_description"], judge)
 
 
 def _warehouse_note(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
@@ -296,11 +284,11 @@ def _warehouse_note(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
         reason = "Description " + _quoted(descriptions) + " is a lowercase warehouse note, not a product name"
         return failing(note, reason)
 
-    return _per_distinct(raw["src_description"], judge)
+    return per_distinct(raw["src_description"], judge)
 
 
 def _non_product_code(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
-    return _per_distinct(raw["src_stock_code"], _not_a_product)
+    return per_distinct(raw["src_stock_code"], _not_a_product)
 
 
 def _not_a_product(stock_codes: pd.Series) -> pd.Series:
@@ -312,7 +300,7 @@ def _zero_price(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
     def judge(prices: pd.Series) -> pd.Series:
         return failing(pd.to_numeric(prices, errors="coerce") == 0, "UnitPrice " + _quoted(prices) + " is zero")
 
-    return _per_distinct(raw["src_unit_price"], judge)
+    return per_distinct(raw["src_unit_price"], judge)
 
 
 def _reversed_by_cancellation(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:

@@ -125,24 +125,30 @@ def apply_rules(
 _SURROGATE = re.compile("[\udc80-\udcff]")  # what undecodable bytes become when read with errors="surrogateescape"
 
 
-def _per_distinct(values: pd.Series, convert: Callable, dtype=object, missing=None) -> pd.Series:
-    """`convert` applied once per distinct non-null value and spread back to the rows (logs repeat values a lot);
-    null rows get `missing`."""
-    present = values.notna().to_numpy()
-    out = np.full(len(values), missing, dtype=dtype)
-    if present.any():
-        kept = values[present]
-        try:
-            codes, uniques = pd.factorize(kept, sort=False)
-            out[present] = np.array([convert(v) for v in uniques], dtype=dtype)[codes]
-        except TypeError:  # unhashable values (lists, dicts from JSON)
-            out[present] = np.array([convert(v) for v in kept], dtype=dtype)
-    return pd.Series(out, index=values.index, dtype=dtype)
+def per_distinct(values: pd.Series, transform: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`transform` run once on the distinct values (nulls included) and spread back to the rows: logs and invoice
+    files repeat a few thousand values over many rows, so string work on the distinct ones is what keeps this fast."""
+    try:
+        codes, distinct = pd.factorize(values, use_na_sentinel=False)
+    except TypeError:  # unhashable values (lists, dicts from JSON): transform every row
+        result = transform(values)
+        return pd.Series(np.asarray(result), index=values.index, dtype=result.dtype)
+    result = transform(pd.Series(distinct, dtype=values.dtype))
+    return pd.Series(np.asarray(result)[codes], index=values.index, dtype=result.dtype)
+
+
+def _is_null(value) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value))
+
+
+def _each(convert: Callable, missing=None) -> Callable[[pd.Series], pd.Series]:
+    """A per-value `convert` as a transform for `per_distinct`; nulls become `missing`."""
+    return lambda distinct: distinct.map(lambda v: missing if _is_null(v) else convert(v)).astype(object)
 
 
 def as_display_text(values: pd.Series) -> pd.Series:
     """Any value as text for the quarantine table (undecodable bytes shown as U+FFFD); None stays None."""
-    return _per_distinct(values, lambda v: str(v).encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace"))
+    return per_distinct(values, _each(lambda v: str(v).encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")))
 
 
 def _text_of(v) -> str | None:
@@ -155,7 +161,7 @@ def _text_of(v) -> str | None:
 
 def as_text(values: pd.Series) -> pd.Series:
     """Identifiers and text: stripped strings; empty strings, nulls and non-scalar values (lists, dicts) become None."""
-    return _per_distinct(values, _text_of)
+    return per_distinct(values, _each(_text_of))
 
 
 def _number_of(v) -> float:
@@ -173,7 +179,7 @@ def as_number(values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         out = values.astype("float64")
         return out.where(np.isfinite(out))
-    return _per_distinct(values, _number_of, dtype="float64", missing=np.nan)
+    return per_distinct(values, _each(_number_of, np.nan)).astype("float64")
 
 
 def as_timestamp(values: pd.Series) -> pd.Series:
@@ -194,7 +200,7 @@ def unparseable(raw: pd.Series, typed: pd.Series) -> pd.Series:
     """Rows where something was given but could not be coerced."""
     given = raw.notna()
     if raw.dtype == object:
-        given &= ~_per_distinct(raw, lambda v: isinstance(v, str) and not v.strip(), dtype=bool, missing=False)
+        given &= ~per_distinct(raw, _each(lambda v: isinstance(v, str) and not v.strip(), False)).astype(bool)
     return given & typed.isna()
 
 
@@ -204,7 +210,7 @@ def has_undecodable_bytes(raw: pd.DataFrame, columns: Iterable[str]) -> pd.Serie
     for col in columns:
         if col not in raw.columns or raw[col].dtype != object:
             continue
-        hit = _per_distinct(raw[col], lambda v: isinstance(v, str) and _SURROGATE.search(v) is not None, dtype=bool, missing=False)
+        hit = per_distinct(raw[col], _each(lambda v: isinstance(v, str) and _SURROGATE.search(v) is not None, False)).astype(bool)
         found = found.where(found.notna() | ~hit, col)
     return found
 

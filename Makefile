@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test ui
+.PHONY: demo test ui mlflow
 
 # The environment: a venv with the project installed (editable) and its test tools; rebuilt when pyproject.toml changes.
 $(BIN)/rec-pipeline: pyproject.toml
@@ -19,3 +19,6 @@ test: $(BIN)/rec-pipeline
 
 ui: $(BIN)/rec-pipeline
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
+
+mlflow: $(BIN)/rec-pipeline
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000

@@ -7,12 +7,13 @@ import dagster as dg
 
 from assets.embeddings import item_embeddings
 from assets.ingest import item_catalog, raw_events
-from assets.resources import ComputeDevice, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
+from assets.ranker import ranker
+from assets.resources import ComputeDevice, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
 from checks.validation_checks import validation_checks
 
-all_assets = [raw_events, item_catalog, validated_catalog, validated_events, item_embeddings, training_splits]
+all_assets = [raw_events, item_catalog, validated_catalog, validated_events, item_embeddings, training_splits, ranker]
 
 
 
@@ -23,6 +24,7 @@ def default_resources(root: str = ".") -> dict:
         "policy": ValidationPolicy(),
         "pseudonymiser": UserPseudonymiser(),
         "compute": ComputeDevice(),
+        "mlflow_tracking": MlflowTracking(),
     }
 
 

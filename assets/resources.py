@@ -79,3 +79,40 @@ class ComputeDevice(dg.ConfigurableResource):
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # CPU threads; 0: every core
+
+    def torch_device(self) -> str:
+        import torch
+
+        return "cuda" if self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available()) else "cpu"
+
+    def describe(self) -> str:
+        device = self.torch_device()
+        return "cpu (no CUDA device visible)" if device == "cpu" and self.device == "auto" else device
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """Where training runs are recorded: an MLflow tracking store with the model registry (sqlite by default).
+
+    Relative paths are under the project root, so `mlflow ui --backend-store-uri sqlite:///mlflow.db` run there shows
+    every run; artifacts (model files) go to `artifact_dir`.
+    """
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_dir: str = "mlartifacts"
+    experiment: str = "rec_pipeline"
+
+    def resolved_uri(self, store: ProjectStore) -> str:
+        prefix = "sqlite:///"
+        if self.tracking_uri.startswith(prefix) and not Path(self.tracking_uri[len(prefix) :]).is_absolute():
+            return prefix + str(store.resolve(self.tracking_uri[len(prefix) :]))
+        return self.tracking_uri
+
+    def start(self, store: ProjectStore):
+        """Point MLflow at this store and experiment; returns the mlflow module, ready for `mlflow.start_run`."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.resolved_uri(store))
+        if mlflow.get_experiment_by_name(self.experiment) is None:
+            mlflow.create_experiment(self.experiment, artifact_location=store.resolve(self.artifact_dir).as_uri())
+        mlflow.set_experiment(self.experiment)
+        return mlflow

@@ -76,7 +76,13 @@ def _print_summary(result, elapsed: float) -> None:
         materialization = event.materialization
         meta = {k: v.value for k, v in materialization.metadata.items()}
         key = materialization.asset_key.to_user_string()
-        if "items_total" in meta:
+        if "mlflow_run_id" in meta:
+            print(
+                f"  {key:<18} best epoch {meta['best_epoch']} of {meta['epochs_run']}: validation NDCG@20 {meta['val_ndcg@20']:.4f}, "
+                f"cold Recall@20 {meta['val_cold_recall@20']:.4f}; {meta['examples_per_s']:,} examples/s on {meta['device']}; "
+                f"MLflow run {meta['mlflow_run_id']}"
+            )
+        elif "items_total" in meta:
             print(
                 f"  {key:<18} {meta['items_total']:>9,} items: {meta['encoded_now']:,} encoded ({meta['items_per_s']:,.0f} items/s), "
                 f"{meta['reused']:,} reused; {meta['model']} sha256 {meta['weights_sha256'][:12]}…, {meta['backend']} on {meta['device']}"
@@ -101,7 +107,9 @@ def _print_summary(result, elapsed: float) -> None:
         "\nWhere to look next:\n"
         f"  make ui                      # dagster dev on http://127.0.0.1:3000 with DAGSTER_HOME={home}:\n"
         "                               # asset graph, run logs, metadata and check results of this run\n"
-        "  data/validated/              # valid tables and quarantine tables (Parquet)"
+        "  make mlflow                  # MLflow UI on http://127.0.0.1:5000: the ranker's runs, params, per-epoch metrics, model files\n"
+        "  data/validated/              # valid tables and quarantine tables (Parquet)\n"
+        "  data/models/ranker/          # the trained ranker: model.safetensors, config.json, items.json"
     )
 
 

@@ -1,5 +1,7 @@
 """`training_splits`: the validated events split in time into train, validation and test, with cold items and new users."""
 
+import json
+
 import dagster as dg
 import pandas as pd
 
@@ -32,6 +34,7 @@ def training_splits(context: dg.AssetExecutionContext, config: TrainingSplitsCon
     write_parquet(splits.items, folder / "items.parquet")
     write_parquet(splits.users, folder / "users.parquet")
     summary = splits.summary()
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     context.log.info(
         f"train < {summary['train_cut']} <= validation < {summary['validation_cut']} <= test: "
         f"{summary['train_interactions']:,} / {summary['validation_interactions']:,} / {summary['test_interactions']:,} "

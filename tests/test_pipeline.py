@@ -22,7 +22,8 @@ from rec_pipeline.generate import GeneratorConfig, generate
 from rec_pipeline.versioning import dvc_md5, init_dvc_repo
 
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = ["item_catalog", "item_embeddings", "raw_events", "training_splits", "validated_catalog", "validated_events"]
+ASSETS = ["item_catalog", "item_embeddings", "ranker", "raw_events", "training_splits", "validated_catalog", "validated_events"]
+UP_TO_SPLITS = dg.AssetSelection.all() - dg.AssetSelection.assets("ranker")
 
 
 @pytest.fixture
@@ -47,9 +48,11 @@ def project(tmp_path):
     return root, summary
 
 
-def run_main(root: Path, instance: dg.DagsterInstance, **resource_overrides) -> dg.ExecuteInProcessResult:
+def run_main(
+    root: Path, instance: dg.DagsterInstance, selection: dg.AssetSelection = dg.AssetSelection.all(), **resource_overrides
+) -> dg.ExecuteInProcessResult:
     resources = {**default_resources(str(root)), **resource_overrides}
-    job = build_definitions(resources).resolve_job_def("main")
+    job = build_definitions(resources, selection).resolve_job_def("main")
     return job.execute_in_process(instance=instance, raise_on_error=False)
 
 
@@ -115,6 +118,30 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert min(splits["train_interactions"], splits["validation_interactions"], splits["test_interactions"]) > 0
     assert 0 < splits["cold_items"] < summary["items"] and splits["new_users"] > 0
 
+    # The ranker: trained, early-stopped on validation, saved without pickle, and recorded as one MLflow run.
+    ranker = metadata_of(result, "ranker")
+    assert 1 <= ranker["best_epoch"] <= ranker["epochs_run"] and ranker["training_examples"] > 0
+    assert 0 < ranker["val_ndcg@20"] <= 1 and 0 <= ranker["val_cold_recall@20"] <= 1
+    model_dir = root / "data" / "models" / "ranker"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "items.json", "model.safetensors"]
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    run = client.get_run(ranker["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    for asset in ("training_splits", "item_embeddings", "validated_catalog"):
+        recorded = instance.get_latest_materialization_event(dg.AssetKey(asset)).asset_materialization.tags["dagster/data_version"]
+        assert run.data.tags[f"data_version.{asset}"] == recorded
+    assert run.data.params["model.n_items"] == str(len(json.loads((model_dir / "items.json").read_text())))
+    history = client.get_metric_history(run.info.run_id, "epoch_val_ndcg_at_20")
+    assert [m.step for m in history] == list(range(1, ranker["epochs_run"] + 1))
+    assert max(m.value for m in history) == pytest.approx(ranker["val_ndcg@20"], abs=1e-4)  # the best epoch is kept
+    assert run.data.metrics["val_ndcg_at_20"] == pytest.approx(ranker["val_ndcg@20"], abs=1e-4)
+    artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id, "ranker"))
+    assert artifacts == ["ranker/config.json", "ranker/items.json", "ranker/model.safetensors"]
+    assert ranker["mlflow_run"].endswith(f"/runs/{run.info.run_id}")
+
     # Pseudonyms only: no raw user id reaches the validated tables or any metadata.
     valid = pd.read_parquet(root / "data" / "validated" / "events.parquet")
     quarantine = pd.read_parquet(root / "data" / "validated" / "events_quarantine.parquet")
@@ -132,8 +159,8 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
 
 def test_rematerialising_unchanged_data_keeps_its_data_version(project, instance):
     root, _ = project
-    first = run_main(root, instance)
-    second = run_main(root, instance)
+    first = run_main(root, instance, UP_TO_SPLITS)
+    second = run_main(root, instance, UP_TO_SPLITS)
     assert first.success and second.success
     assert metadata_of(first, "raw_events")["dvc_md5"] == metadata_of(second, "raw_events")["dvc_md5"]
 
@@ -147,7 +174,7 @@ def test_rematerialising_unchanged_data_keeps_its_data_version(project, instance
     template = json.loads(catalog.read_text().splitlines()[0])
     new_items = [{**template, "item_id": f"new{i}", "title": f"Hand-thrown stoneware vase no. {i}"} for i in range(3)]
     catalog.write_text(catalog.read_text() + "".join(json.dumps(item) + "\n" for item in new_items))
-    third = run_main(root, instance)
+    third = run_main(root, instance, UP_TO_SPLITS)
     assert third.success
     assert metadata_of(third, "raw_events")["dvc_md5"] != metadata_of(second, "raw_events")["dvc_md5"]
     assert metadata_of(third, "item_catalog")["dvc_md5"] != metadata_of(second, "item_catalog")["dvc_md5"]
@@ -169,7 +196,7 @@ def test_too_many_quarantined_rows_block_everything_downstream(project, instance
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "validated_catalog" in materialised
     assert "validated_events" not in materialised  # blocked by the failed check upstream
-    assert "item_embeddings" not in materialised and "training_splits" not in materialised
+    assert not materialised & {"item_embeddings", "training_splits", "ranker"}
     [evaluation] = [
         e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "validated_catalog" and e.check_name == "quarantine_share"
     ]
@@ -189,6 +216,7 @@ def test_online_retail_through_dagster_counts_each_quirk(online_retail_path, tmp
     result = run_main(
         root,
         instance,
+        UP_TO_SPLITS,  # the ranker on Online Retail is `rec-pipeline evaluate`'s job (tests/test_protocol.py)
         source=RawDataSource(format="online_retail", events_path=relative, catalog_path=relative),
         # A quarter of the invoice lines have no customer id (SOURCE.md), so 5% would block by design.
         policy=ValidationPolicy(max_quarantine_share=0.35),
@@ -227,16 +255,19 @@ def test_dagster_definitions_validate_lists_the_assets_and_blocking_checks(tmp_p
     assert "validated_events  <- raw_events, validated_catalog  checks: great_expectations (blocking), quarantine_share (blocking)" in listing
     assert "raw_events  <- -" in listing and "item_catalog  <- -" in listing
     assert "item_embeddings  <- validated_catalog  pool: gpu" in listing
+    assert "ranker  <- item_embeddings, training_splits, validated_catalog  pool: gpu" in listing
 
 
 def test_gpu_steps_sit_in_the_gpu_pool_and_ask_kubernetes_for_a_gpu(monkeypatch):
     from assets.embeddings import item_embeddings
     from assets.gpu import gpu_op_tags
+    from assets.ranker import ranker
 
-    assert item_embeddings.op.pool == "gpu"
-    k8s = json.loads(item_embeddings.op.tags["dagster-k8s/config"])  # Dagster keeps tag values as JSON text
-    assert k8s["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    assert k8s["pod_spec_config"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    for asset in (item_embeddings, ranker):
+        assert asset.op.pool == "gpu"
+        k8s = json.loads(asset.op.tags["dagster-k8s/config"])  # Dagster keeps tag values as JSON text
+        assert k8s["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+        assert k8s["pod_spec_config"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
     monkeypatch.setenv("REC_PIPELINE_GPU_NODE_SELECTOR", '{"cloud.google.com/gke-accelerator": "nvidia-l4"}')
     monkeypatch.setenv("REC_PIPELINE_GPU_TOLERATIONS", "[]")

@@ -1,15 +1,17 @@
 """Training the hybrid ranker: next-new-item prediction from each user's purchase history.
 
 Examples: for every user, items in the order first bought; each item after the first is a target, the items before it
-(the most recent `history` of them) its history. Loss: softmax over the batch's targets (in-batch negatives) with the
-logQ correction, so popular items are not favoured merely for appearing often as negatives. Early stopping on a
-validation split's NDCG@20; deterministic under a seed on the CPU.
+(the most recent `history` of them) its history, and the day it was bought sets the season. Loss: softmax over the
+whole catalog, the history's items excluded (they are never candidates at serving time either). Measured on Online
+Retail, this beat in-batch negatives with the logQ correction by a wide margin at catalog sizes where every item fits
+in a batch. Early stopping on a validation split's NDCG@20; deterministic under a seed on the CPU.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +20,7 @@ import torch
 
 from rec_pipeline.evaluation import Split
 from rec_pipeline.metrics import evaluate
-from rec_pipeline.ranker.model import HybridRanker, RankerConfig
+from rec_pipeline.ranker.model import HybridRanker, RankerConfig, season_features
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,16 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation NDCG@20 before stopping
     seed: int = 0
     threads: int = 0
+    device: str = "cpu"  # "cuda": bf16 autocast
+
+
+@dataclass
+class Validation:
+    """What early stopping scores: a split, its test users' histories, and the season of its test window."""
+
+    split: Split
+    histories: np.ndarray
+    season: np.ndarray
 
 
 @dataclass
@@ -45,15 +57,16 @@ class TrainResult:
         return self.examples * len(self.epochs) / seconds if seconds else 0.0
 
 
-def first_purchases(purchases: pd.DataFrame, item_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Per user, the model indices (1-based) of the items they bought, in the order first bought."""
+def purchase_sequences(purchases: pd.DataFrame, item_ids: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per user, the model indices (1-based) of the items they bought in the order first bought, and when."""
     index = pd.Index(item_ids)
     data = purchases[purchases["item_id"].isin(index)].sort_values(["user_id", "ts"], kind="stable")
     data = data.drop_duplicates(["user_id", "item_id"])
     items = index.get_indexer(data["item_id"]) + 1
+    times = data["ts"].to_numpy()
     users = data["user_id"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
-    return {users[a]: items[a:b] for a, b in zip(bounds[:-1], bounds[1:])}
+    return {users[a]: (items[a:b], times[a:b]) for a, b in zip(bounds[:-1], bounds[1:])}
 
 
 def history_matrix(sequences: list[np.ndarray], length: int) -> np.ndarray:
@@ -66,28 +79,63 @@ def history_matrix(sequences: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def training_examples(sequences: dict[str, np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
-    histories, targets = [], []
-    for seq in sequences.values():
-        for position in range(1, len(seq)):
-            histories.append(seq[max(0, position - length) : position])
-            targets.append(seq[position])
-    return history_matrix(histories, length), np.array(targets, dtype=np.int64)
+def training_examples(sequences: dict[str, tuple[np.ndarray, np.ndarray]], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Histories (examples x length), targets, and the season features of each target's purchase day."""
+    histories, targets, times = [], [], []
+    for items, when in sequences.values():
+        for position in range(1, len(items)):
+            histories.append(items[max(0, position - length) : position])
+            targets.append(items[position])
+            times.append(when[position])
+    return history_matrix(histories, length), np.array(targets, dtype=np.int64), season_features(pd.to_datetime(times, utc=True))
 
 
 def split_histories(split: Split, purchases_before_cut: pd.DataFrame, length: int) -> np.ndarray:
     """History rows for the split's test users, from what they bought before the cut."""
-    sequences = first_purchases(purchases_before_cut, split.item_ids)
-    return history_matrix([sequences.get(split.user_ids[r], np.zeros(0, np.int64)) for r in split.test_rows], length)
+    sequences = purchase_sequences(purchases_before_cut, split.item_ids)
+    empty = np.zeros(0, np.int64)
+    return history_matrix([sequences.get(split.user_ids[r], (empty, None))[0] for r in split.test_rows], length)
 
 
-def score(model: HybridRanker, histories: np.ndarray, batch: int = 1024) -> np.ndarray:
+def item_side_features(catalog: pd.DataFrame, item_ids: np.ndarray, n_price_bands: int = 10) -> tuple[np.ndarray, int, int]:
+    """(items + 1, 2) [category index, price band] per model row (row 0 padding), with the number of each.
+
+    Categories are numbered in sorted order; price bands are quantiles of log price. 0 means unknown.
+    """
+    rows = catalog.drop_duplicates("item_id").set_index("item_id").reindex(item_ids)
+    side = np.zeros((len(item_ids) + 1, 2), dtype=np.int64)
+    n_categories = 0
+    if "category" in rows and rows["category"].notna().any():
+        names = sorted(rows["category"].dropna().unique())
+        n_categories = len(names)
+        side[1:, 0] = pd.Index(names).get_indexer(rows["category"]) + 1  # missing: -1 + 1 = 0
+    n_bands = 0
+    if "price" in rows and (rows["price"] > 0).any():
+        log_price = np.log(rows["price"].where(rows["price"] > 0))
+        edges = np.unique(np.nanquantile(log_price, np.linspace(0, 1, n_price_bands + 1)[1:-1]))
+        n_bands = len(edges) + 1
+        side[1:, 1] = np.where(log_price.notna(), np.searchsorted(edges, log_price.fillna(0), side="right") + 1, 0)
+    return side, n_categories, n_bands
+
+
+def score(model: HybridRanker, histories: np.ndarray, season: np.ndarray, batch: int = 1024) -> np.ndarray:
     """(users x items) scores in the split's column order (model item i + 1 is column i)."""
     model.eval()
+    device = model.item_text.device
     with torch.inference_mode():
         table = model.all_items()
-        rows = [model.users(torch.from_numpy(histories[i : i + batch]), table) @ table[1:].T for i in range(0, len(histories), batch)]
+        season_t = torch.from_numpy(season).to(device)
+        rows = [
+            model.logits(model.users(torch.from_numpy(histories[i : i + batch]).to(device), table), table, season_t)[:, 1:].float().cpu()
+            for i in range(0, len(histories), batch)
+        ]
     return torch.cat(rows).numpy() if rows else np.zeros((0, model.config.n_items), np.float32)
+
+
+def validation_ndcg(model: HybridRanker, validation: Validation) -> float:
+    scores = score(model, validation.histories, validation.season)
+    means, _ = evaluate(scores, validation.split.candidates, validation.split.targets, ks=(20,))
+    return means["ndcg@20"]
 
 
 def fit(
@@ -96,26 +144,27 @@ def fit(
     item_vectors: np.ndarray,
     model_config: RankerConfig,
     config: TrainConfig = TrainConfig(),
-    validation: tuple[Split, np.ndarray] | None = None,
+    validation: Validation | None = None,
     max_epochs: int | None = None,
+    item_side: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train on `purchases` (user_id, item_id, ts); with `validation` (split, histories) stop early on its NDCG@20."""
+    """Train on `purchases` (user_id, item_id, ts); with `validation`, keep the epoch with the best NDCG@20."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    sequences = first_purchases(purchases, item_ids)
-    histories, targets = training_examples(sequences, model_config.history)
+    device = torch.device(config.device)
+    sequences = purchase_sequences(purchases, item_ids)
+    histories, targets, seasons = training_examples(sequences, model_config.history)
     if len(targets) == 0:
         raise ValueError("no user bought two items: nothing to learn from")
     warm = np.zeros(len(item_ids) + 1, dtype=bool)
-    warm[np.unique(np.concatenate(list(sequences.values())))] = True
+    warm[np.unique(np.concatenate([items for items, _ in sequences.values()]))] = True
     text = np.vstack([np.zeros((1, item_vectors.shape[1]), np.float32), item_vectors])
-    model = HybridRanker(model_config, torch.from_numpy(text), torch.from_numpy(warm))
+    side = None if item_side is None else torch.from_numpy(item_side)
+    model = HybridRanker(model_config, torch.from_numpy(text), torch.from_numpy(warm), side).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    # logQ: how often each item turns up as an in-batch negative is proportional to how often it is a target.
-    frequency = np.bincount(targets, minlength=len(item_ids) + 1) / len(targets)
-    log_q = torch.from_numpy(np.log(np.maximum(frequency, 1e-12)).astype(np.float32))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
     result = TrainResult(model=model, best_epoch=0, examples=len(targets))
     best_ndcg, best_state, stale = -1.0, None, 0
@@ -126,25 +175,26 @@ def fit(
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
-            batch_targets = torch.from_numpy(targets[rows])
-            hide = torch.from_numpy(rng.random(len(rows)) < model_config.id_dropout)
-            users = model.users(torch.from_numpy(histories[rows]), model.all_items())
-            logits = users @ model.items(batch_targets, hide).T - log_q[batch_targets]
-            # The same item twice in a batch is not a negative for itself.
-            same = batch_targets.unsqueeze(0) == batch_targets.unsqueeze(1)
-            logits = logits.masked_fill(same & ~torch.eye(len(rows), dtype=torch.bool), float("-inf"))
-            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(rows)))
+            history = torch.from_numpy(histories[rows]).to(device)
+            target = torch.from_numpy(targets[rows]).to(device)
+            hide = torch.from_numpy(rng.random(len(item_ids) + 1) < model_config.id_dropout).to(device)
+            with autocast:
+                table = model.all_items(hide)
+                logits = model.logits(model.users(history, table), table, torch.from_numpy(seasons[rows]).to(device)).float()
+            # Padding and what the user already bought are never candidates; the target stays one.
+            excluded = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, history, True)
+            excluded[:, 0] = True
+            excluded[torch.arange(len(rows), device=device), target] = False
+            loss = torch.nn.functional.cross_entropy(logits.masked_fill(excluded, float("-inf")), target)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total += loss.item() * len(rows)
         record = {"epoch": epoch, "loss": total / len(targets), "seconds": time.perf_counter() - started}
         if validation is not None:
-            split, val_histories = validation
-            means, _ = evaluate(score(model, val_histories), split.candidates, split.targets, ks=(20,))
-            record["val_ndcg@20"] = means["ndcg@20"]
-            if means["ndcg@20"] > best_ndcg:
-                best_ndcg, best_state, stale, result.best_epoch = means["ndcg@20"], copy.deepcopy(model.state_dict()), 0, epoch
+            record["val_ndcg@20"] = validation_ndcg(model, validation)
+            if record["val_ndcg@20"] > best_ndcg:
+                best_ndcg, best_state, stale, result.best_epoch = record["val_ndcg@20"], copy.deepcopy(model.state_dict()), 0, epoch
             else:
                 stale += 1
         result.epochs.append(record)

@@ -1,0 +1,143 @@
+"""`ranker`: the hybrid ranker trained on the train split, early-stopped on the validation split, tracked in MLflow."""
+
+import json
+from dataclasses import asdict
+from typing import Literal
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets.embeddings import item_embeddings
+from assets.gpu import GPU_POOL, gpu_op_tags
+from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
+from assets.splits import training_splits
+from assets.validation import validated_catalog
+from rec_pipeline.embeddings import read_vectors
+from rec_pipeline.evaluation import temporal_split
+from rec_pipeline.protocol import ranker_validation, segment_metrics
+from rec_pipeline.ranker.model import RankerConfig, save_ranker
+from rec_pipeline.ranker.train import TrainConfig, fit, item_side_features, score
+
+
+class RankerTrainingConfig(dg.Config):
+    # Which interactions are positives: the default logs have 20x more clicks and carts than purchases.
+    positive_events: list[str] = ["purchase", "add_to_cart", "click"]
+    dim: int = 128
+    history: int = 50
+    pooling: Literal["mean", "attention"] = "mean"
+    id_dropout: float = 0.25
+    seasonal: bool = True
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 2e-3
+    patience: int = 3
+    seed: int = 0
+
+
+def _upstream_data_versions(context: dg.AssetExecutionContext, assets: list) -> dict[str, str]:
+    versions = {}
+    for asset in assets:
+        event = context.instance.get_latest_materialization_event(asset.key)
+        tags = event.asset_materialization.tags if event and event.asset_materialization else {}
+        versions[asset.key.to_user_string()] = (tags or {}).get("dagster/data_version", "unknown")
+    return versions
+
+
+@dg.asset(
+    group_name="training",
+    deps=[training_splits, item_embeddings, validated_catalog],
+    pool=GPU_POOL,
+    op_tags=gpu_op_tags(),
+    kinds={"pytorch", "mlflow", "safetensors"},
+)
+def ranker(
+    context: dg.AssetExecutionContext,
+    config: RankerTrainingConfig,
+    store: ProjectStore,
+    compute: ComputeDevice,
+    mlflow_tracking: MlflowTracking,
+) -> dg.MaterializeResult:
+    """Scores every (user, item): warm items from IDs and text, cold items from text; one MLflow run per materialisation."""
+    interactions = pd.read_parquet(store.data_path("splits", "interactions.parquet"))
+    catalog = pd.read_parquet(store.validated_path("catalog"))
+    keys, matrix = read_vectors(store.data_path("embeddings", "item_embeddings.parquet"))
+    vectors = pd.DataFrame(matrix, index=keys["item_id"])
+    summary = json.loads(store.data_path("splits", "summary.json").read_text())
+    train_cut, validation_cut = pd.Timestamp(summary["train_cut"]), pd.Timestamp(summary["validation_cut"])
+
+    positives = interactions[interactions["event_type"].isin(config.positive_events) & (interactions["split"] != "test")]
+    positives = positives[["user_id", "item_id", "ts"]]
+    split = temporal_split(positives, train_cut, end=validation_cut, catalog=catalog)
+    train = positives[positives["ts"] < train_cut]
+    side, n_categories, n_bands = item_side_features(catalog, split.item_ids)
+    model_config = RankerConfig(
+        n_items=len(split.item_ids),
+        text_dim=vectors.shape[1],
+        dim=config.dim,
+        history=config.history,
+        pooling=config.pooling,
+        id_dropout=config.id_dropout,
+        n_categories=n_categories,
+        n_price_bands=n_bands,
+        seasonal=config.seasonal,
+    )
+    device = compute.torch_device()
+    train_config = TrainConfig(
+        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, patience=config.patience,
+        seed=config.seed, threads=compute.threads, device=device,
+    )
+    validation = ranker_validation(split, train, validation_cut, config.history)
+    item_vectors = vectors.loc[split.item_ids].to_numpy(np.float32)
+
+    mlflow = mlflow_tracking.start(store)
+    data_versions = _upstream_data_versions(context, [training_splits, item_embeddings, validated_catalog])
+    tags = {"dagster_run_id": context.run.run_id, "dagster_asset": "ranker", **{f"data_version.{k}": v for k, v in data_versions.items()}}
+    with mlflow.start_run(run_name=f"ranker-{context.run.run_id[:8]}", tags=tags) as run:
+        mlflow.log_params({**{f"model.{k}": v for k, v in asdict(model_config).items()}, **{f"train.{k}": v for k, v in asdict(train_config).items()}})
+        mlflow.log_params({"positive_events": ",".join(config.positive_events), "train_cut": train_cut.isoformat(), "validation_cut": validation_cut.isoformat()})
+        result = fit(train, split.item_ids, item_vectors, model_config, train_config, validation, item_side=side)
+        for record in result.epochs:
+            mlflow.log_metrics({"epoch_" + _metric_name(k): float(v) for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+        final = segment_metrics(score(result.model.cpu(), validation.histories, validation.season), split)
+        final = {f"val_{k}": round(float(v), 4) for k, v in final.items()}
+        mlflow.log_metrics({**{_metric_name(k): v for k, v in final.items()}, "best_epoch": result.best_epoch, "examples_per_s": result.examples_per_s})
+        folder = save_ranker(result.model, store.data_path("models", "ranker"), list(split.item_ids))
+        mlflow.log_artifacts(str(folder), artifact_path="ranker")
+        run_id = run.info.run_id
+        experiment_id = run.info.experiment_id
+
+    context.log.info(
+        f"ranker: best epoch {result.best_epoch} of {len(result.epochs)}, validation NDCG@20 {final['val_ndcg@20']:.4f}, "
+        f"cold recall@20 {final['val_cold_recall@20']:.4f}; {result.examples_per_s:,.0f} examples/s on {device}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **final,
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.epochs),
+            "training_examples": result.examples,
+            "examples_per_s": round(result.examples_per_s),
+            "device": compute.describe(),
+            "items": len(split.item_ids),
+            "warm_items": int(result.model.warm.sum().item()),
+            "validation_users": len(split.test_rows),
+            "mlflow_run_id": run_id,
+            "mlflow_run": dg.MetadataValue.url(f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"),
+            "mlflow_tracking_uri": mlflow_tracking.resolved_uri(store),
+            "input_data_versions": dg.MetadataValue.json(data_versions),
+            "epochs": dg.MetadataValue.md(_epochs_table(result.epochs)),
+            "path": dg.MetadataValue.path(str(folder)),
+        }
+    )
+
+
+def _metric_name(name: str) -> str:
+    return name.replace("@", "_at_")  # MLflow metric names allow no "@"
+
+
+def _epochs_table(epochs: list[dict]) -> str:
+    from assets.metadata import markdown_table
+
+    rows = [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in e.items()} for e in epochs]
+    return markdown_table(rows, ["epoch", "loss", "val_ndcg@20", "seconds"])

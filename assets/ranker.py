@@ -5,19 +5,19 @@ from dataclasses import asdict
 from typing import Literal
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from assets.embeddings import item_embeddings
 from assets.gpu import GPU_POOL, gpu_op_tags
+from assets.metadata import markdown_table
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
 from rec_pipeline.embeddings import read_vectors
 from rec_pipeline.evaluation import temporal_split
-from rec_pipeline.protocol import ranker_validation, segment_metrics
+from rec_pipeline.protocol import ranker_validation, segment_metrics, train_ranker
 from rec_pipeline.ranker.model import RankerConfig, save_ranker
-from rec_pipeline.ranker.train import TrainConfig, fit, item_side_features, score
+from rec_pipeline.ranker.train import TrainConfig, score
 
 
 class RankerTrainingConfig(dg.Config):
@@ -70,17 +70,9 @@ def ranker(
     positives = positives[["user_id", "item_id", "ts"]]
     split = temporal_split(positives, train_cut, end=validation_cut, catalog=catalog)
     train = positives[positives["ts"] < train_cut]
-    side, n_categories, n_bands = item_side_features(catalog, split.item_ids)
+    # Item count, text size and side-feature sizes come from the data (train_ranker fills them in).
     model_config = RankerConfig(
-        n_items=len(split.item_ids),
-        text_dim=vectors.shape[1],
-        dim=config.dim,
-        history=config.history,
-        pooling=config.pooling,
-        id_dropout=config.id_dropout,
-        n_categories=n_categories,
-        n_price_bands=n_bands,
-        seasonal=config.seasonal,
+        n_items=0, dim=config.dim, history=config.history, pooling=config.pooling, id_dropout=config.id_dropout, seasonal=config.seasonal
     )
     device = compute.torch_device()
     train_config = TrainConfig(
@@ -88,15 +80,14 @@ def ranker(
         seed=config.seed, threads=compute.threads, device=device,
     )
     validation = ranker_validation(split, train, validation_cut, config.history)
-    item_vectors = vectors.loc[split.item_ids].to_numpy(np.float32)
 
     mlflow = mlflow_tracking.start(store)
     data_versions = _upstream_data_versions(context, [training_splits, item_embeddings, validated_catalog])
     tags = {"dagster_run_id": context.run.run_id, "dagster_asset": "ranker", **{f"data_version.{k}": v for k, v in data_versions.items()}}
     with mlflow.start_run(run_name=f"ranker-{context.run.run_id[:8]}", tags=tags) as run:
-        mlflow.log_params({**{f"model.{k}": v for k, v in asdict(model_config).items()}, **{f"train.{k}": v for k, v in asdict(train_config).items()}})
         mlflow.log_params({"positive_events": ",".join(config.positive_events), "train_cut": train_cut.isoformat(), "validation_cut": validation_cut.isoformat()})
-        result = fit(train, split.item_ids, item_vectors, model_config, train_config, validation, item_side=side)
+        result = train_ranker(train, split, vectors, catalog, model_config, train_config, validation)
+        mlflow.log_params({**{f"model.{k}": v for k, v in asdict(result.model.config).items()}, **{f"train.{k}": v for k, v in asdict(train_config).items()}})
         for record in result.epochs:
             mlflow.log_metrics({"epoch_" + _metric_name(k): float(v) for k, v in record.items() if k != "epoch"}, step=record["epoch"])
         final = segment_metrics(score(result.model.cpu(), validation.histories, validation.season), split)
@@ -137,7 +128,5 @@ def _metric_name(name: str) -> str:
 
 
 def _epochs_table(epochs: list[dict]) -> str:
-    from assets.metadata import markdown_table
-
     rows = [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in e.items()} for e in epochs]
     return markdown_table(rows, ["epoch", "loss", "val_ndcg@20", "seconds"])

@@ -28,10 +28,12 @@ class RankerTrainingConfig(dg.Config):
     pooling: Literal["mean", "attention"] = "mean"
     id_dropout: float = 0.25
     seasonal: bool = True
-    epochs: int = 30
+    temperature: float = 0.2
+    epochs: int = 10  # the schedule's length: the learning rate decays linearly to zero over it
     batch_size: int = 512
     lr: float = 2e-3
     patience: int = 3
+    tolerance: float = 0.01
     seed: int = 0
 
 
@@ -72,12 +74,13 @@ def ranker(
     train = positives[positives["ts"] < train_cut]
     # Item count, text size and side-feature sizes come from the data (train_ranker fills them in).
     model_config = RankerConfig(
-        n_items=0, dim=config.dim, history=config.history, pooling=config.pooling, id_dropout=config.id_dropout, seasonal=config.seasonal
+        n_items=0, dim=config.dim, history=config.history, pooling=config.pooling, id_dropout=config.id_dropout, seasonal=config.seasonal,
+        temperature=config.temperature,
     )
     device = compute.torch_device()
     train_config = TrainConfig(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, patience=config.patience,
-        seed=config.seed, threads=compute.threads, device=device,
+        tolerance=config.tolerance, seed=config.seed, threads=compute.threads, device=device,
     )
     validation = ranker_validation(split, train, validation_cut, config.history)
 

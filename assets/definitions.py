@@ -6,14 +6,16 @@ import os
 import dagster as dg
 
 from assets.embeddings import item_embeddings
+from assets.export import ranker_onnx, ranker_tensorrt
 from assets.ingest import item_catalog, raw_events
 from assets.ranker import ranker
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
+from checks.export_checks import onnx_parity
 from checks.validation_checks import validation_checks
 
-all_assets = [raw_events, item_catalog, validated_catalog, validated_events, item_embeddings, training_splits, ranker]
+all_assets = [raw_events, item_catalog, validated_catalog, validated_events, item_embeddings, training_splits, ranker, ranker_onnx, ranker_tensorrt]
 
 
 
@@ -32,7 +34,7 @@ def build_definitions(resources: dict, selection: dg.AssetSelection = dg.AssetSe
     # The `main` job materialises the selection (default: every asset), checks included; a failed blocking check
     # stops what lies downstream of it.
     main_job = dg.define_asset_job("main", selection=selection, description="Raw logs to the last asset.")
-    return dg.Definitions(assets=all_assets, asset_checks=validation_checks, jobs=[main_job], resources=resources)
+    return dg.Definitions(assets=all_assets, asset_checks=[*validation_checks, onnx_parity], jobs=[main_job], resources=resources)
 
 
 defs = build_definitions(default_resources())

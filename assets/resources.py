@@ -109,8 +109,11 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def start(self, store: ProjectStore):
         """Point MLflow at this store and experiment; returns the mlflow module, ready for `mlflow.start_run`."""
+        import os
+
         import mlflow
 
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file floods the run log
         mlflow.set_tracking_uri(self.resolved_uri(store))
         if mlflow.get_experiment_by_name(self.experiment) is None:
             mlflow.create_experiment(self.experiment, artifact_location=store.resolve(self.artifact_dir).as_uri())

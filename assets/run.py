@@ -76,7 +76,15 @@ def _print_summary(result, elapsed: float) -> None:
         materialization = event.materialization
         meta = {k: v.value for k, v in materialization.metadata.items()}
         key = materialization.asset_key.to_user_string()
-        if "mlflow_run_id" in meta:
+        if "onnx_sha256" in meta:
+            registry = f"registered as {meta['model_uri']}" if "model_uri" in meta else "not registered"
+            print(
+                f"  {key:<18} ONNX opset {meta['opset']}, {meta['onnx_bytes'] / 1e6:.1f} MB, parity max |diff| "
+                f"{meta['parity_max_abs_diff']:.1e} over {meta['parity_probes']} shapes; {registry}"
+            )
+        elif "built" in meta:
+            print(f"  {key:<18} {meta['status']}")
+        elif "mlflow_run_id" in meta:
             print(
                 f"  {key:<18} best epoch {meta['best_epoch']} of {meta['epochs_run']}: validation NDCG@20 {meta['val_ndcg@20']:.4f}, "
                 f"cold Recall@20 {meta['val_cold_recall@20']:.4f}; {meta['examples_per_s']:,} examples/s on {meta['device']}; "
@@ -109,7 +117,9 @@ def _print_summary(result, elapsed: float) -> None:
         "                               # asset graph, run logs, metadata and check results of this run\n"
         "  make mlflow                  # MLflow UI on http://127.0.0.1:5000: the ranker's runs, params, per-epoch metrics, model files\n"
         "  data/validated/              # valid tables and quarantine tables (Parquet)\n"
-        "  data/models/ranker/          # the trained ranker: model.safetensors, config.json, items.json"
+        "  data/models/ranker/          # the trained ranker: model.safetensors, config.json, items.json\n"
+        "  data/models/ranker_onnx/     # the serving export: ranker.onnx, items.json, serving.json (parity probes)\n"
+        "  .venv/bin/rec-pipeline recommend --user <customer id>   # top 10 from the registered ONNX model"
     )
 
 

@@ -5,6 +5,8 @@
     rec-pipeline validate --events P --catalog P       check your own data against the rules, without Dagster
     rec-pipeline evaluate --data online-retail|default [--seed N] --json
                                                        the evaluation protocol: ranker against ALS, content-kNN, popularity
+    rec-pipeline recommend --user ID | --items A,B [--k 10]
+                                                       top K from the registered ONNX ranker, with titles
 """
 
 from __future__ import annotations
@@ -88,6 +90,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recommend(args: argparse.Namespace) -> int:
+    from rec_pipeline.ranker.export import OnnxRanker
+    from rec_pipeline.recommend import load_registered, salt_for, user_history, with_titles
+
+    try:
+        if args.model_dir:
+            ranker, source = OnnxRanker.from_bundle(args.model_dir), str(args.model_dir)
+        else:
+            ranker, source = load_registered(args.tracking_uri, args.model)
+        if args.user is not None:
+            events = args.data_dir / "validated" / "events.parquet"
+            history = user_history(events, args.user, salt_for(args.data_dir), args.events.split(","))
+            who = f"user {args.user} ({len(history)} items in their history)"
+        else:
+            history = [item.strip() for item in args.items.split(",") if item.strip()]
+            who = f"a new user with {len(history)} items"
+        when = pd.Timestamp(args.date, tz="UTC") if args.date else None
+        top = with_titles(ranker.recommend(history, args.k, when), args.data_dir / "validated" / "catalog.parquet")
+    except (FileNotFoundError, KeyError, LookupError, ValueError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"model": source, "history": history, "recommendations": top.to_dict("records")}, default=float))
+        return 0
+    print(f"Top {len(top)} for {who}, from {source}:")
+    for rank, row in enumerate(top.itertuples(index=False), start=1):
+        print(f"  {rank:>2}. {row.item_id:<12} {row.score:8.3f}  {row.title}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rec-pipeline", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,12 +150,25 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--data-dir", type=Path, default=Path("data"), help="where the default data and the embedding cache live")
     evaluate.add_argument("--online-retail", type=Path, default=Path("../shared/data/online_retail/online_retail.csv.gz"))
 
+    recommend = commands.add_parser("recommend", help="top K items from the registered ONNX ranker, for a known user or a list of items")
+    who = recommend.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a known user's id as in the raw data (pseudonymised with the project's salt to look it up)")
+    who.add_argument("--items", help="comma-separated item ids: a new user's history, oldest first")
+    recommend.add_argument("--k", type=int, default=10)
+    recommend.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store with the model registry")
+    recommend.add_argument("--model", default="rec_pipeline_ranker", help="registered model: its champion, else its newest version")
+    recommend.add_argument("--model-dir", type=Path, help="an exported bundle folder instead of the registry (data/models/ranker_onnx)")
+    recommend.add_argument("--data-dir", type=Path, default=Path("data"), help="where data/validated and the user-id salt are")
+    recommend.add_argument("--events", default="purchase,add_to_cart,click", help="event types that make up a user's history")
+    recommend.add_argument("--date", help="ISO date the recommendations are for (season); default today")
+    recommend.add_argument("--json", action="store_true", help="print one JSON object")
+
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         return _demo(args, rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
-    return {"generate": _generate, "validate": _validate, "evaluate": _evaluate}[args.command](args)
+    return {"generate": _generate, "validate": _validate, "evaluate": _evaluate, "recommend": _recommend}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,13 @@ def window_season(start: pd.Timestamp, end: pd.Timestamp) -> np.ndarray:
     return season_features(days if len(days) else [start]).mean(axis=0, keepdims=True)
 
 
+def history_size_bucket(count: torch.Tensor) -> torch.Tensor:
+    """floor(log2(count + 1)) capped at the last bucket, by comparisons: exact in every runtime, where a float log2
+    exported to ONNX (as log(x) / log(2)) can land just below an integer."""
+    thresholds = 2 ** torch.arange(1, HISTORY_SIZE_BUCKETS, device=count.device)
+    return ((count.unsqueeze(-1) + 1) >= thresholds).sum(dim=-1)
+
+
 class HybridRanker(nn.Module):
     def __init__(self, config: RankerConfig, item_text: torch.Tensor, warm: torch.Tensor, item_side: torch.Tensor | None = None):
         super().__init__()
@@ -111,8 +118,7 @@ class HybridRanker(nn.Module):
         else:
             # embedding_bag skips the padding and never materialises (batch, history, dim): 3x faster at history 200.
             pooled = nn.functional.embedding_bag(history, item_table, mode="mean", padding_idx=0)
-        size = torch.log2(present.sum(dim=1).float() + 1).floor().long().clamp(max=HISTORY_SIZE_BUCKETS - 1)
-        return self.user_proj(pooled + self.history_size(size))
+        return self.user_proj(pooled + self.history_size(history_size_bucket(present.sum(dim=1))))
 
     def logits(self, users: torch.Tensor, item_table: torch.Tensor, season: torch.Tensor) -> torch.Tensor:
         """(batch, items) scores; `season` is (batch or 1, 3) from `season_features` or `window_season`."""

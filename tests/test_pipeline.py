@@ -22,8 +22,11 @@ from rec_pipeline.generate import GeneratorConfig, generate
 from rec_pipeline.versioning import dvc_md5, init_dvc_repo
 
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = ["item_catalog", "item_embeddings", "ranker", "raw_events", "training_splits", "validated_catalog", "validated_events"]
-UP_TO_SPLITS = dg.AssetSelection.all() - dg.AssetSelection.assets("ranker")
+ASSETS = [
+    "item_catalog", "item_embeddings", "ranker", "ranker_onnx", "ranker_tensorrt", "raw_events", "training_splits",
+    "validated_catalog", "validated_events",
+]
+UP_TO_SPLITS = dg.AssetSelection.all() - dg.AssetSelection.assets("ranker").downstream()
 
 
 @pytest.fixture
@@ -98,6 +101,7 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
         ("validated_catalog", "great_expectations"): True,
         ("validated_events", "quarantine_share"): True,
         ("validated_events", "great_expectations"): True,
+        ("ranker_onnx", "onnx_parity"): True,
     }
 
     # One vector per valid item, from the packaged model, whose weights' sha256 is recorded.
@@ -136,11 +140,26 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert run.data.params["model.n_items"] == str(len(json.loads((model_dir / "items.json").read_text())))
     history = client.get_metric_history(run.info.run_id, "epoch_val_ndcg_at_20")
     assert [m.step for m in history] == list(range(1, ranker["epochs_run"] + 1))
-    assert max(m.value for m in history) == pytest.approx(ranker["val_ndcg@20"], abs=1e-4)  # the best epoch is kept
+    # The kept epoch is the last one within 1% of the best (TrainConfig.tolerance).
+    kept = {m.step: m.value for m in history}[ranker["best_epoch"]]
+    assert kept == pytest.approx(ranker["val_ndcg@20"], abs=1e-4) and kept >= 0.99 * max(m.value for m in history)
     assert run.data.metrics["val_ndcg_at_20"] == pytest.approx(ranker["val_ndcg@20"], abs=1e-4)
     artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id, "ranker"))
     assert artifacts == ["ranker/config.json", "ranker/items.json", "ranker/model.safetensors"]
     assert ranker["mlflow_run"].endswith(f"/runs/{run.info.run_id}")
+
+    # The serving export: parity-checked, registered with the ONNX flavour, the PyTorch weights and the Dagster run id.
+    exported = metadata_of(result, "ranker_onnx")
+    assert exported["parity_max_abs_diff"] <= 1e-5 and exported["parity_probes"] >= 9
+    assert exported["onnx_sha256"] == hashlib.sha256((root / "data/models/ranker_onnx/ranker.onnx").read_bytes()).hexdigest()
+    version = client.get_model_version("rec_pipeline_ranker", str(exported["registered_version"]))
+    assert version.tags["dagster_run_id"] == result.run_id and version.run_id == ranker["mlflow_run_id"]
+    assert version.tags["onnx_sha256"] == exported["onnx_sha256"]
+    downloaded = Path(mlflow.artifacts.download_artifacts(exported["model_uri"], tracking_uri=f"sqlite:///{root / 'mlflow.db'}"))
+    mlmodel = (downloaded / "MLmodel").read_text()
+    assert "onnx:" in mlmodel and "signature:" in mlmodel and (downloaded / "input_example.json").exists()
+    assert (downloaded / "extra_files" / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+    assert metadata_of(result, "ranker_tensorrt")["status"].startswith("not built: no GPU/TensorRT")
 
     # Pseudonyms only: no raw user id reaches the validated tables or any metadata.
     valid = pd.read_parquet(root / "data" / "validated" / "events.parquet")
@@ -155,6 +174,52 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     raw_id_pattern = re.compile(r"\b(" + "|".join(map(re.escape, raw_ids)) + r")\b")
     assert raw_id_pattern.search((root / "data/raw/events").glob("*.jsonl").__next__().read_text())  # the probe works
     assert not raw_id_pattern.search(text)
+
+
+def test_recommend_serves_the_registered_model_and_a_broken_export_blocks_downstream(project, instance, capsys):
+    from rec_pipeline.cli import main as cli
+    from rec_pipeline.ranker.export import ServingScorer, export_onnx
+    from rec_pipeline.ranker.model import load_ranker
+
+    root, _ = project
+    assert run_main(root, instance).success
+    raw = pd.concat(pd.read_json(f, lines=True) for f in sorted((root / "data/raw/events").glob("*.jsonl")))
+    buyer = raw.loc[raw["event_type"] == "purchase", "user_id"].iloc[0]
+    where = ["--tracking-uri", f"sqlite:///{root / 'mlflow.db'}", "--data-dir", str(root / "data")]
+
+    # A known user, by the raw id they have in the logs: recommendations from the registry, their history excluded.
+    assert cli(["recommend", "--user", buyer, "--k", "5", "--json", *where]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["model"] == "models:/rec_pipeline_ranker/1" and len(answer["recommendations"]) == 5
+    assert not {r["item_id"] for r in answer["recommendations"]} & set(answer["history"])
+    assert all(r["title"] for r in answer["recommendations"])
+    scores = [r["score"] for r in answer["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    # A new user given a few items, in the human-readable form.
+    items = answer["history"][:2]
+    assert cli(["recommend", "--items", ",".join(items), *where]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"Top 10 for a new user with 2 items, from models:/rec_pipeline_ranker/1") and len(printed.splitlines()) == 11
+    # Clear errors, exit code 2.
+    for args, message in (
+        (["--user", "no-such-user", *where], "unknown user 'no-such-user'"),
+        (["--items", f"{items[0]},no-such-item", *where], "unknown item ids (not in the model's items.json): no-such-item"),
+        (["--items", items[0], "--tracking-uri", f"sqlite:///{root / 'missing.db'}"], "no MLflow store at"),
+    ):
+        assert cli(["recommend", *args]) == 2
+        assert message in capsys.readouterr().err
+
+    # Weights perturbed after export: the blocking parity check fails and nothing downstream of the export runs.
+    model, _ = load_ranker(root / "data/models/ranker")
+    broken = ServingScorer(model)
+    broken.item_bias += 1e-3
+    export_onnx(broken, root / "data/models/ranker_onnx/ranker.onnx")
+    selection = dg.AssetSelection.checks_for_assets(dg.AssetKey("ranker_onnx")) | dg.AssetSelection.assets("ranker_tensorrt")
+    blocked = run_main(root, instance, selection)
+    [check] = blocked.get_asset_check_evaluations()
+    assert (check.check_name, check.passed) == ("onnx_parity", False)
+    assert "above 1e-05" in check.description and check.metadata["max_abs_diff"].value > 1e-5
+    assert blocked.get_asset_materialization_events() == []
 
 
 def test_rematerialising_unchanged_data_keeps_its_data_version(project, instance):
@@ -261,9 +326,10 @@ def test_dagster_definitions_validate_lists_the_assets_and_blocking_checks(tmp_p
 def test_gpu_steps_sit_in_the_gpu_pool_and_ask_kubernetes_for_a_gpu(monkeypatch):
     from assets.embeddings import item_embeddings
     from assets.gpu import gpu_op_tags
+    from assets.export import ranker_tensorrt
     from assets.ranker import ranker
 
-    for asset in (item_embeddings, ranker):
+    for asset in (item_embeddings, ranker, ranker_tensorrt):
         assert asset.op.pool == "gpu"
         k8s = json.loads(asset.op.tags["dagster-k8s/config"])  # Dagster keeps tag values as JSON text
         assert k8s["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": "1"}

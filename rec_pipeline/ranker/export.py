@@ -58,6 +58,7 @@ class ServingScorer(nn.Module):
             logits = self.attention(reps).squeeze(-1).masked_fill(~present, float("-inf"))
             pooled = (torch.softmax(logits, dim=-1).nan_to_num(0.0).unsqueeze(-1) * reps).sum(dim=1)
         else:
+            # The model's embedding_bag mean, as a weighted sum: the ONNX exporter has no plain op for embedding_bag.
             weights = present.to(reps.dtype) / count.clamp(min=1).to(reps.dtype).unsqueeze(-1)
             pooled = (weights.unsqueeze(-1) * reps).sum(dim=1)
         user = self.user_linear(pooled + self.history_size(history_size_bucket(count)))

@@ -92,13 +92,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _recommend(args: argparse.Namespace) -> int:
     from rec_pipeline.ranker.export import OnnxRanker
-    from rec_pipeline.recommend import load_registered, salt_for, user_history, with_titles
+    from rec_pipeline.recommend import REGISTERED_MODEL, load_registered, salt_for, user_history, with_titles
 
     try:
         if args.model_dir:
             ranker, source = OnnxRanker.from_bundle(args.model_dir), str(args.model_dir)
         else:
-            ranker, source = load_registered(args.tracking_uri, args.model)
+            ranker, source = load_registered(args.tracking_uri, args.model or REGISTERED_MODEL)
         if args.user is not None:
             events = args.data_dir / "validated" / "events.parquet"
             history = user_history(events, args.user, salt_for(args.data_dir), args.events.split(","))
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--items", help="comma-separated item ids: a new user's history, oldest first")
     recommend.add_argument("--k", type=int, default=10)
     recommend.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store with the model registry")
-    recommend.add_argument("--model", default="rec_pipeline_ranker", help="registered model: its champion, else its newest version")
+    recommend.add_argument("--model", help="registered model name (default rec_pipeline_ranker): its champion, else its newest version")
     recommend.add_argument("--model-dir", type=Path, help="an exported bundle folder instead of the registry (data/models/ranker_onnx)")
     recommend.add_argument("--data-dir", type=Path, default=Path("data"), help="where data/validated and the user-id salt are")
     recommend.add_argument("--events", default="purchase,add_to_cart,click", help="event types that make up a user's history")

@@ -9,13 +9,14 @@ from assets.embeddings import item_embeddings
 from assets.export import ranker_onnx, ranker_tensorrt
 from assets.ingest import item_catalog, raw_events
 from assets.ranker import ranker
+from assets.report import eval_report
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
 from checks.export_checks import onnx_parity
 from checks.validation_checks import validation_checks
 
-all_assets = [raw_events, item_catalog, validated_catalog, validated_events, item_embeddings, training_splits, ranker, ranker_onnx, ranker_tensorrt]
+all_assets = [raw_events, item_catalog, validated_catalog, validated_events, item_embeddings, training_splits, ranker, ranker_onnx, ranker_tensorrt, eval_report]
 
 
 

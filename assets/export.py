@@ -6,23 +6,18 @@ from pathlib import Path
 import dagster as dg
 
 from assets.gpu import GPU_POOL, gpu_op_tags
+from assets.metadata import latest_metadata
 from assets.ranker import ranker
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from rec_pipeline.ranker import export
 from rec_pipeline.ranker.model import load_ranker
 from rec_pipeline.encoders import file_sha256
-from rec_pipeline.recommend import REGISTERED_MODEL
+from rec_pipeline.registry import REGISTERED_MODEL
 
 
 class RankerOnnxConfig(dg.Config):
     register_model: bool = True  # register the ONNX model (with the PyTorch weights) in the MLflow model registry
     registered_model: str = REGISTERED_MODEL
-
-
-def _ranker_mlflow_run(context: dg.AssetExecutionContext) -> str | None:
-    event = context.instance.get_latest_materialization_event(ranker.key)
-    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    return metadata["mlflow_run_id"].value if "mlflow_run_id" in metadata else None
 
 
 @dg.asset(group_name="serving", deps=[ranker], kinds={"onnx", "mlflow"})
@@ -42,7 +37,7 @@ def ranker_onnx(
     export.record_parity(folder, probes)
 
     registered = {}
-    ranker_run = _ranker_mlflow_run(context)
+    ranker_run = latest_metadata(context.instance, ranker).get("mlflow_run_id")
     if config.register_model:
         registered = _register(context, mlflow_tracking, store, folder, ranker_dir, ranker_run, config.registered_model)
     return dg.MaterializeResult(

@@ -1,8 +1,10 @@
-"""Metadata rendering shared by assets and checks: Markdown tables a person reads in the Dagster UI."""
+"""Metadata shared by assets and checks: Markdown tables a person reads in the Dagster UI, and what upstream assets
+recorded in their latest materialisation."""
 
 
 from typing import Iterable, Mapping
 
+import dagster as dg
 import pandas as pd
 
 MAX_CELL_CHARS = 60
@@ -39,3 +41,24 @@ def quarantine_sample(quarantine: pd.DataFrame, per_rule: int = 2, columns: list
     shown = quarantine.groupby("rule", sort=False).head(per_rule)
     columns = columns or ["rule", "source_file", "source_row", "reason"]
     return markdown_table(shown.to_dict("records"), columns)
+
+
+def latest_metadata(instance: dg.DagsterInstance, asset) -> dict:
+    """The metadata values of `asset`'s latest materialisation ({} if it has none)."""
+    event = instance.get_latest_materialization_event(asset.key)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return {key: value.value for key, value in metadata.items()}
+
+
+def latest_data_versions(instance: dg.DagsterInstance, assets: list) -> dict[str, str]:
+    """The data version each asset's latest materialisation recorded."""
+    versions = {}
+    for asset in assets:
+        event = instance.get_latest_materialization_event(asset.key)
+        tags = event.asset_materialization.tags if event and event.asset_materialization else {}
+        versions[asset.key.to_user_string()] = (tags or {}).get("dagster/data_version", "unknown")
+    return versions
+
+
+def mlflow_metric_name(name: str) -> str:
+    return name.replace("@", "_at_")  # MLflow metric names allow no "@"

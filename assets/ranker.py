@@ -1,15 +1,16 @@
-"""`ranker`: the hybrid ranker trained on the train split, early-stopped on the validation split, tracked in MLflow."""
+"""`ranker`: the hybrid ranker early-stopped on the validation split, then refit on train + validation; tracked in MLflow."""
 
 import json
 from dataclasses import asdict
 from typing import Literal
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from assets.embeddings import item_embeddings
 from assets.gpu import GPU_POOL, gpu_op_tags
-from assets.metadata import markdown_table
+from assets.metadata import latest_data_versions, markdown_table, mlflow_metric_name
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
@@ -33,17 +34,11 @@ class RankerTrainingConfig(dg.Config):
     batch_size: int = 512
     lr: float = 2e-3
     patience: int = 3
-    tolerance: float = 0.01
+    tolerance: float = 0.05
+    # The evaluation protocol: once validation has picked the epoch count, refit on train + validation over every
+    # catalog item, so the model that ships has seen the latest data. False keeps the model trained on train alone.
+    refit: bool = True
     seed: int = 0
-
-
-def _upstream_data_versions(context: dg.AssetExecutionContext, assets: list) -> dict[str, str]:
-    versions = {}
-    for asset in assets:
-        event = context.instance.get_latest_materialization_event(asset.key)
-        tags = event.asset_materialization.tags if event and event.asset_materialization else {}
-        versions[asset.key.to_user_string()] = (tags or {}).get("dagster/data_version", "unknown")
-    return versions
 
 
 @dg.asset(
@@ -60,7 +55,11 @@ def ranker(
     compute: ComputeDevice,
     mlflow_tracking: MlflowTracking,
 ) -> dg.MaterializeResult:
-    """Scores every (user, item): warm items from IDs and text, cold items from text; one MLflow run per materialisation."""
+    """Scores every (user, item): warm items from IDs and text, cold items from text; one MLflow run per materialisation.
+
+    Validation picks the epoch count (the tuning fit on train); the kept model is then refit with that many epochs on
+    everything before the validation cut, over the whole catalog, as the evaluation protocol fits its final models.
+    """
     interactions = pd.read_parquet(store.data_path("splits", "interactions.parquet"))
     catalog = pd.read_parquet(store.validated_path("catalog"))
     keys, matrix = read_vectors(store.data_path("embeddings", "item_embeddings.parquet"))
@@ -85,18 +84,30 @@ def ranker(
     validation = ranker_validation(split, train, validation_cut, config.history)
 
     mlflow = mlflow_tracking.start(store)
-    data_versions = _upstream_data_versions(context, [training_splits, item_embeddings, validated_catalog])
+    data_versions = latest_data_versions(context.instance, [training_splits, item_embeddings, validated_catalog])
     tags = {"dagster_run_id": context.run.run_id, "dagster_asset": "ranker", **{f"data_version.{k}": v for k, v in data_versions.items()}}
     with mlflow.start_run(run_name=f"ranker-{context.run.run_id[:8]}", tags=tags) as run:
         mlflow.log_params({"positive_events": ",".join(config.positive_events), "train_cut": train_cut.isoformat(), "validation_cut": validation_cut.isoformat()})
-        result = train_ranker(train, split, vectors, catalog, model_config, train_config, validation)
-        mlflow.log_params({**{f"model.{k}": v for k, v in asdict(result.model.config).items()}, **{f"train.{k}": v for k, v in asdict(train_config).items()}})
+        result = train_ranker(train, split.item_ids, vectors, catalog, model_config, train_config, validation)
         for record in result.epochs:
-            mlflow.log_metrics({"epoch_" + _metric_name(k): float(v) for k, v in record.items() if k != "epoch"}, step=record["epoch"])
+            mlflow.log_metrics({"epoch_" + mlflow_metric_name(k): float(v) for k, v in record.items() if k != "epoch"}, step=record["epoch"])
         final = segment_metrics(score(result.model.cpu(), validation.histories, validation.season), split)
         final = {f"val_{k}": round(float(v), 4) for k, v in final.items()}
-        mlflow.log_metrics({**{_metric_name(k): v for k, v in final.items()}, "best_epoch": result.best_epoch, "examples_per_s": result.examples_per_s})
-        folder = save_ranker(result.model, store.data_path("models", "ranker"), list(split.item_ids))
+        shipped, item_ids = result, split.item_ids
+        if config.refit:
+            item_ids = np.array(sorted(catalog["item_id"].unique()), dtype=object)
+            before_validation_cut = positives[positives["ts"] < validation_cut]
+            shipped = train_ranker(before_validation_cut, item_ids, vectors, catalog, model_config, train_config, epochs=result.best_epoch)
+        mlflow.log_params({
+            **{f"model.{k}": v for k, v in asdict(shipped.model.config).items()},
+            **{f"train.{k}": v for k, v in asdict(train_config).items()},
+            "refit": config.refit,
+        })
+        mlflow.log_metrics({
+            **{mlflow_metric_name(k): v for k, v in final.items()}, "best_epoch": result.best_epoch, "examples_per_s": result.examples_per_s,
+            "shipped_training_examples": shipped.examples,
+        })
+        folder = save_ranker(shipped.model.cpu(), store.data_path("models", "ranker"), list(item_ids))
         mlflow.log_artifacts(str(folder), artifact_path="ranker")
         run_id = run.info.run_id
         experiment_id = run.info.experiment_id
@@ -104,6 +115,7 @@ def ranker(
     context.log.info(
         f"ranker: best epoch {result.best_epoch} of {len(result.epochs)}, validation NDCG@20 {final['val_ndcg@20']:.4f}, "
         f"cold recall@20 {final['val_cold_recall@20']:.4f}; {result.examples_per_s:,.0f} examples/s on {device}"
+        + (f"; refit on train + validation ({shipped.examples:,} examples, {len(item_ids):,} items)" if config.refit else "")
     )
     return dg.MaterializeResult(
         metadata={
@@ -111,10 +123,14 @@ def ranker(
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.epochs),
             "training_examples": result.examples,
+            "positive_events": ",".join(config.positive_events),
+            "refit": config.refit,
+            "shipped_trained_on": "train + validation" if config.refit else "train",
+            "shipped_training_examples": shipped.examples,
             "examples_per_s": round(result.examples_per_s),
             "device": compute.describe(),
-            "items": len(split.item_ids),
-            "warm_items": int(result.model.warm.sum().item()),
+            "items": len(item_ids),
+            "warm_items": int(shipped.model.warm.sum().item()),
             "validation_users": len(split.test_rows),
             "mlflow_run_id": run_id,
             "mlflow_run": dg.MetadataValue.url(f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"),
@@ -124,10 +140,6 @@ def ranker(
             "path": dg.MetadataValue.path(str(folder)),
         }
     )
-
-
-def _metric_name(name: str) -> str:
-    return name.replace("@", "_at_")  # MLflow metric names allow no "@"
 
 
 def _epochs_table(epochs: list[dict]) -> str:

@@ -42,6 +42,21 @@ def _land_online_retail(raw_dir: Path, source: Path) -> Path:
     return landed
 
 
+def _online_retail_protocol() -> dict:
+    """Op config that makes the pipeline run the evaluation protocol of `rec-pipeline evaluate --data online-retail`:
+    its test cut, its validation window before it, purchases as the only positives."""
+    import pandas as pd
+
+    from rec_pipeline.protocol import DATASETS
+
+    setup = DATASETS["online-retail"]
+    train_cut = pd.Timestamp(setup.cut) - pd.Timedelta(weeks=setup.validation_weeks)
+    return {
+        "training_splits": {"config": {"train_cut": str(train_cut.date()), "validation_cut": setup.cut}},
+        "ranker": {"config": {"positive_events": list(setup.positive_events)}},
+    }
+
+
 def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] | None = None) -> bool:
     os.environ.setdefault("DAGSTER_HOME", str(ROOT / ".dagster_home"))
     import dagster as dg
@@ -51,7 +66,9 @@ def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] 
 
     resources = default_resources(str(ROOT))
     raw_dir = ROOT / "data" / "raw"
+    ops = {}
     if data == "online-retail":
+        ops = _online_retail_protocol()
         landed = str(_land_online_retail(raw_dir, online_retail).relative_to(ROOT))
         resources["source"] = RawDataSource(format="online_retail", events_path=landed, catalog_path=landed)
         # A quarter of its invoice lines carry no customer id (SOURCE.md): 5% would block by design.
@@ -63,7 +80,8 @@ def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] 
     # Selected in code, not by a selection string: DVC's hydra pins an antlr runtime that Dagster's parser can't use.
     selection = dg.AssetSelection.assets(*assets) if assets else dg.AssetSelection.all()
     job = build_definitions(resources, selection).resolve_job_def("main")
-    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    selected = {node.name for node in job.graph.node_defs}
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}, "ops": {k: v for k, v in ops.items() if k in selected}}
     result = job.execute_in_process(run_config=quiet, instance=dg.DagsterInstance.get(), raise_on_error=False)
     elapsed = time.perf_counter() - started
     _print_summary(result, elapsed)
@@ -76,7 +94,13 @@ def _print_summary(result, elapsed: float) -> None:
         materialization = event.materialization
         meta = {k: v.value for k, v in materialization.metadata.items()}
         key = materialization.asset_key.to_user_string()
-        if "onnx_sha256" in meta:
+        if "gate_decision" in meta:
+            print(
+                f"  {key:<18} test NDCG@20 ranker {meta['ranker_ndcg@20']:.4f} vs ALS {meta['als_ndcg@20']:.4f}; cold Recall@20 "
+                f"ranker {meta.get('ranker_cold_recall@20', float('nan')):.4f} vs content-kNN {meta.get('content_knn_cold_recall@20', float('nan')):.4f}; "
+                f"{meta['test_users']:,} test users\n  {'':<18} gate: {meta['gate_reason']}\n  {'':<18} report: {meta['report']}"
+            )
+        elif "onnx_sha256" in meta:
             registry = f"registered as {meta['model_uri']}" if "model_uri" in meta else "not registered"
             print(
                 f"  {key:<18} ONNX opset {meta['opset']}, {meta['onnx_bytes'] / 1e6:.1f} MB, parity max |diff| "
@@ -119,6 +143,7 @@ def _print_summary(result, elapsed: float) -> None:
         "  data/validated/              # valid tables and quarantine tables (Parquet)\n"
         "  data/models/ranker/          # the trained ranker: model.safetensors, config.json, items.json\n"
         "  data/models/ranker_onnx/     # the serving export: ranker.onnx, items.json, serving.json (parity probes)\n"
+        "  data/reports/eval_report/report.html   # the evaluation report: open it in a browser\n"
         "  .venv/bin/rec-pipeline recommend --user <customer id>   # top 10 from the registered ONNX model"
     )
 

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     before_cut = positives[positives["ts"] < split.cut]
 
     started = time.perf_counter()
-    result = train_ranker(before_cut, split, vectors, catalog, RankerConfig(n_items=0), TrainConfig(threads=args.threads), epochs=args.epochs)
+    result = train_ranker(before_cut, split.item_ids, vectors, catalog, RankerConfig(n_items=0), TrainConfig(threads=args.threads), epochs=args.epochs)
     ranker_seconds = time.perf_counter() - started
     started = time.perf_counter()
     als_scores(split, ALSParams(factors=64, regularization=1.0), threads=args.threads)  # fit + score the test users

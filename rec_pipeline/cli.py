@@ -92,7 +92,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _recommend(args: argparse.Namespace) -> int:
     from rec_pipeline.ranker.export import OnnxRanker
-    from rec_pipeline.recommend import REGISTERED_MODEL, load_registered, salt_for, user_history, with_titles
+    from rec_pipeline.recommend import salt_for, user_history, with_titles
+    from rec_pipeline.registry import REGISTERED_MODEL, load_registered
 
     try:
         if args.model_dir:

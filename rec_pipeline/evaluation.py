@@ -103,6 +103,20 @@ def popularity_scores(split: Split) -> np.ndarray:
     return np.tile(buyers, (len(split.test_rows), 1))
 
 
+def random_scores(split: Split, seed: int = 0) -> np.ndarray:
+    """Uniform random scores: the floor every model must clear."""
+    return np.random.default_rng(seed).random((len(split.test_rows), len(split.item_ids)))
+
+
+def recent_popularity_scores(split: Split, purchases: pd.DataFrame, since: pd.Timestamp) -> np.ndarray:
+    """Items ranked by how many users bought them from `since` to the cut; all-time train popularity breaks ties."""
+    recent = purchases[(purchases["ts"] >= since) & (purchases["ts"] < split.cut)]
+    buyers = recent.drop_duplicates(["user_id", "item_id"])["item_id"].value_counts()
+    recent_buyers = buyers.reindex(split.item_ids, fill_value=0).to_numpy(np.float64)
+    all_time = np.asarray((split.train > 0).sum(axis=0), dtype=np.float64).ravel()
+    return np.tile(recent_buyers + all_time / (all_time.max() + 1), (len(split.test_rows), 1))
+
+
 def content_knn_scores(split: Split, item_vectors: np.ndarray) -> np.ndarray:
     """Cosine between each item's text vector and the mean text vector of what the user bought in train."""
     bought = (split.train[split.test_rows] > 0).astype(np.float32)

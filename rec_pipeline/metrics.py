@@ -68,6 +68,17 @@ def reciprocal_rank(scores: np.ndarray, candidates: np.ndarray, targets: Sequenc
     return out
 
 
+def recall_curve(scores: np.ndarray, candidates: np.ndarray, targets: Sequence[np.ndarray], max_k: int) -> np.ndarray:
+    """Mean Recall@K for K = 1..max_k over users with a target, from one ranking."""
+    keep = [u for u, t in enumerate(targets) if len(t)]
+    targets = [np.asarray(targets[u], dtype=np.int64) for u in keep]
+    if not targets:
+        return np.zeros(max_k)
+    top = top_k(scores[keep], candidates[keep], max_k)
+    hits = np.cumsum(_relevance(top, targets, scores.shape[1]), axis=1)
+    return (hits / np.array([len(t) for t in targets])[:, None]).mean(axis=0)
+
+
 def coverage_at_k(top: np.ndarray, candidates: np.ndarray, k: int) -> float:
     shown = np.unique(top[:, :k][top[:, :k] >= 0])
     return len(shown) / max(int(candidates.any(axis=0).sum()), 1)

@@ -97,12 +97,12 @@ def segment_metrics(scores: np.ndarray, split: Split) -> dict[str, float]:
     }
 
 
-def train_ranker(purchases, split: Split, vectors: pd.DataFrame, catalog, model_config, train_config, validation=None, epochs=None):
-    """`fit` on the split's items, with their text vectors and side features; the item count and dims come from the data."""
-    side, n_categories, n_bands = item_side_features(catalog, split.item_ids)
-    model_config = replace(model_config, n_items=len(split.item_ids), text_dim=vectors.shape[1], n_categories=n_categories, n_price_bands=n_bands)
-    item_vectors = vectors.loc[split.item_ids].to_numpy(np.float32)
-    return fit(purchases, split.item_ids, item_vectors, model_config, train_config, validation, max_epochs=epochs, item_side=side)
+def train_ranker(purchases, item_ids: np.ndarray, vectors: pd.DataFrame, catalog, model_config, train_config, validation=None, epochs=None):
+    """`fit` over `item_ids`, with their text vectors and side features; the item count and dims come from the data."""
+    side, n_categories, n_bands = item_side_features(catalog, item_ids)
+    model_config = replace(model_config, n_items=len(item_ids), text_dim=vectors.shape[1], n_categories=n_categories, n_price_bands=n_bands)
+    item_vectors = vectors.loc[item_ids].to_numpy(np.float32)
+    return fit(purchases, item_ids, item_vectors, model_config, train_config, validation, max_epochs=epochs, item_side=side)
 
 
 def ranker_validation(split: Split, purchases_before_cut: pd.DataFrame, end: pd.Timestamp, history: int) -> Validation:
@@ -131,14 +131,14 @@ def run_protocol(
     als_params, als_grid = tune_als(validation, seed=config.seed, threads=config.threads)
     before_validation_cut = purchases[purchases["ts"] < validation_cut]
     tuning = train_ranker(
-        before_validation_cut, validation, vectors, catalog, model_config, train_config,
+        before_validation_cut, validation.item_ids, vectors, catalog, model_config, train_config,
         validation=ranker_validation(validation, before_validation_cut, cut, model_config.history),
     )
     tuned_at = time.perf_counter()
 
     split = temporal_split(purchases, cut, catalog=catalog)
     before_cut = purchases[purchases["ts"] < cut]
-    final: TrainResult = train_ranker(before_cut, split, vectors, catalog, model_config, train_config, epochs=tuning.best_epoch)
+    final: TrainResult = train_ranker(before_cut, split.item_ids, vectors, catalog, model_config, train_config, epochs=tuning.best_epoch)
     ranker = score(final.model, split_histories(split, before_cut, model_config.history), window_season(cut, end))
     trained_at = time.perf_counter()
     item_vectors = vectors.loc[split.item_ids].to_numpy(np.float32)

@@ -1,41 +1,14 @@
-"""`rec-pipeline recommend`: top-K items from the registered ONNX ranker, for a known user or a list of items."""
+"""`rec-pipeline recommend`: a known user's history, and recommendations with their titles (the model comes from
+`rec_pipeline.registry`)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from rec_pipeline.privacy import SALT_ENV_VAR, load_salt, pseudonymise
-from rec_pipeline.ranker.export import OnnxRanker
-
-REGISTERED_MODEL = "rec_pipeline_ranker"
-CHAMPION = "champion"
-
-
-def load_registered(tracking_uri: str, name: str = REGISTERED_MODEL, threads: int = 0) -> tuple[OnnxRanker, str]:
-    """The version aliased `champion`, or the newest version if no champion is set yet; and which one it was."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix) and not Path(tracking_uri[len(prefix) :]).exists():
-        raise FileNotFoundError(f"no MLflow store at {tracking_uri[len(prefix):]} (run the README's first command first)")
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        versions = client.search_model_versions(f"name = '{name}'")
-        if not versions:
-            raise LookupError(f"no registered versions of {name!r} in {tracking_uri} (materialise ranker_onnx first)") from None
-        version = max(versions, key=lambda v: int(v.version))
-    folder = mlflow.artifacts.download_artifacts(
-        f"models:/{name}/{version.version}", dst_path=tempfile.mkdtemp(prefix="rec_pipeline_model_"), tracking_uri=tracking_uri
-    )
-    return OnnxRanker.from_mlflow_model(folder, threads), f"models:/{name}/{version.version}"
 
 
 def user_history(events_path: Path, user_id: str, salt: str, positive_events: list[str]) -> list[str]:

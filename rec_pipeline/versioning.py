@@ -1,8 +1,9 @@
-"""Data versions from DVC: `dvc add` a raw path and read back the md5 DVC recorded for it."""
+"""Data versions from DVC (`dvc add` a raw path and read back the md5 DVC recorded for it), and the code's git commit."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -66,3 +67,15 @@ def init_dvc_repo(root: str | Path, local_remote: str | Path | None = None) -> N
             if local_remote is not None:
                 conf["remote"]["local"] = {"url": str(local_remote)}
                 conf["core"]["remote"] = "local"
+
+
+def git_commit(root: str | Path) -> str:
+    """The commit checked out at `root`, marked when the working tree has uncommitted changes."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return head.stdout.strip() + (" with uncommitted changes" if dirty else "")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rec_pipeline.metrics import evaluate, top_k
+from rec_pipeline.metrics import evaluate, recall_curve, top_k
 
 
 def reference_ranking(scores: np.ndarray, candidates: np.ndarray) -> list[int]:
@@ -50,6 +50,18 @@ def test_metrics_match_the_brute_force_reference(seed):
         for name, value in expected.items():
             assert means[name] == pytest.approx(value, abs=1e-12), (name, k)
     assert means["users"] == sum(len(t) > 0 for t in targets)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_recall_curve_is_recall_at_every_k_of_the_reference(seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 6, size=(30, 25)).astype(np.float32)
+    candidates = rng.random((30, 25)) < 0.8
+    targets = [rng.choice(25, size=rng.integers(0, 5), replace=False) for _ in range(30)]
+    curve = recall_curve(scores, candidates, targets, max_k=12)
+    assert curve.shape == (12,)
+    for k in range(1, 13):
+        assert curve[k - 1] == pytest.approx(reference_metrics(scores, candidates, targets, k)[f"recall@{k}"], abs=1e-12)
 
 
 def test_a_perfect_and_a_worst_ranking():

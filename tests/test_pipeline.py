@@ -23,7 +23,7 @@ from rec_pipeline.versioning import dvc_md5, init_dvc_repo
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = [
-    "item_catalog", "item_embeddings", "ranker", "ranker_onnx", "ranker_tensorrt", "raw_events", "training_splits",
+    "eval_report", "item_catalog", "item_embeddings", "ranker", "ranker_onnx", "ranker_tensorrt", "raw_events", "training_splits",
     "validated_catalog", "validated_events",
 ]
 UP_TO_SPLITS = dg.AssetSelection.all() - dg.AssetSelection.assets("ranker").downstream()
@@ -52,11 +52,11 @@ def project(tmp_path):
 
 
 def run_main(
-    root: Path, instance: dg.DagsterInstance, selection: dg.AssetSelection = dg.AssetSelection.all(), **resource_overrides
+    root: Path, instance: dg.DagsterInstance, selection: dg.AssetSelection = dg.AssetSelection.all(), run_config=None, **resource_overrides
 ) -> dg.ExecuteInProcessResult:
     resources = {**default_resources(str(root)), **resource_overrides}
     job = build_definitions(resources, selection).resolve_job_def("main")
-    return job.execute_in_process(instance=instance, raise_on_error=False)
+    return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
 
 
 def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
@@ -140,9 +140,11 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert run.data.params["model.n_items"] == str(len(json.loads((model_dir / "items.json").read_text())))
     history = client.get_metric_history(run.info.run_id, "epoch_val_ndcg_at_20")
     assert [m.step for m in history] == list(range(1, ranker["epochs_run"] + 1))
-    # The kept epoch is the last one within 1% of the best (TrainConfig.tolerance).
-    kept = {m.step: m.value for m in history}[ranker["best_epoch"]]
-    assert kept == pytest.approx(ranker["val_ndcg@20"], abs=1e-4) and kept >= 0.99 * max(m.value for m in history)
+    # The kept epoch is the last one within 5% of the best (TrainConfig.tolerance).
+    curve = {m.step: m.value for m in history}
+    kept = curve[ranker["best_epoch"]]
+    assert kept == pytest.approx(ranker["val_ndcg@20"], abs=1e-4) and kept >= 0.95 * max(curve.values())
+    assert all(value < 0.95 * max(curve.values()) for epoch, value in curve.items() if epoch > ranker["best_epoch"])
     assert run.data.metrics["val_ndcg_at_20"] == pytest.approx(ranker["val_ndcg@20"], abs=1e-4)
     artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id, "ranker"))
     assert artifacts == ["ranker/config.json", "ranker/items.json", "ranker/model.safetensors"]
@@ -160,6 +162,24 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert "onnx:" in mlmodel and "signature:" in mlmodel and (downloaded / "input_example.json").exists()
     assert (downloaded / "extra_files" / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
     assert metadata_of(result, "ranker_tensorrt")["status"].startswith("not built: no GPU/TensorRT")
+
+    # The report: the shipped ONNX model against the baselines by segment; the first version becomes the champion.
+    report = metadata_of(result, "eval_report")
+    assert report["gate_decision"] == "promoted" and report["gate_reason"].startswith("no champion yet: version 1")
+    assert client.get_model_version_by_alias("rec_pipeline_ranker", "champion").version == 1
+    assert version.tags["gate_decision"] == "promoted"
+    for model in ("ranker", "als", "content_knn", "recent_popularity", "popularity", "random"):
+        assert 0 <= report[f"{model}_ndcg@20"] <= 1 and f"| {model} |" in report["summary"]
+    assert report["ranker_ndcg@20"] > report["random_ndcg@20"]
+    assert report["test_users"] >= report["cold_items_users"] > 0
+    page = Path(report["report"]).read_text()
+    assert page.count("<img alt=") == 3 and "no champion yet" in page and exported["onnx_sha256"] in page
+    figures = json.loads((Path(report["report"]).parent / "report.json").read_text())
+    assert figures["models"]["ranker"]["all"]["metrics"]["ndcg@20"]["mean"] == pytest.approx(report["ranker_ndcg@20"], abs=1e-5)
+    run = client.get_run(ranker["mlflow_run_id"])
+    assert run.data.tags["gate.decision"] == "promoted" and run.data.metrics["test_ranker_ndcg_at_20"] == report["ranker_ndcg@20"]
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "eval_report")}
+    assert {"eval_report/report.html", "eval_report/summary.md", "eval_report/recall_at_k.png"} <= logged
 
     # Pseudonyms only: no raw user id reaches the validated tables or any metadata.
     valid = pd.read_parquet(root / "data" / "validated" / "events.parquet")
@@ -208,6 +228,25 @@ def test_recommend_serves_the_registered_model_and_a_broken_export_blocks_downst
     ):
         assert cli(["recommend", *args]) == 2
         assert message in capsys.readouterr().err
+
+    # A deliberately worse challenger (one epoch at a negligible learning rate) is registered but does not take the
+    # champion alias; the report re-scores the champion on the same split and says why.
+    worse = run_main(
+        root, instance, dg.AssetSelection.assets("ranker", "ranker_onnx", "eval_report"),
+        run_config={"ops": {"ranker": {"config": {"epochs": 1, "lr": 1e-7}}}},
+    )
+    assert worse.success
+    report = metadata_of(worse, "eval_report")
+    assert report["gate_decision"] == "not promoted" and report["champion"] == "version 1"
+    assert "not promoted: the challenger is worse" in report["gate_reason"] and "champion v1" in report["gate_reason"]
+    assert report["champion_ndcg@20"] > report["ranker_ndcg@20"]
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    assert client.get_model_version_by_alias("rec_pipeline_ranker", "champion").version == 1
+    assert client.get_model_version("rec_pipeline_ranker", "2").tags["gate_decision"] == "not promoted"
+    assert cli(["recommend", "--items", ",".join(items), "--json", *where]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "models:/rec_pipeline_ranker/1"
 
     # Weights perturbed after export: the blocking parity check fails and nothing downstream of the export runs.
     model, _ = load_ranker(root / "data/models/ranker")

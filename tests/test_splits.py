@@ -69,3 +69,12 @@ def test_cuts_can_be_given_as_dates(validated):
         make_splits(events, catalog, SplitConfig(train_cut="2025-09-10"))
     with pytest.raises(ValueError, match="must come before"):
         make_splits(events, catalog, SplitConfig(train_cut="2025-09-15", validation_cut="2025-09-10"))
+
+
+def test_events_at_the_same_instant_keep_the_order_of_the_logs():
+    # One invoice: three lines at one timestamp, in the order they were keyed, not in item-id order.
+    ts = pd.to_datetime(["2025-01-02 10:00", "2025-01-01 09:00", "2025-01-02 10:00", "2025-01-02 10:00"], utc=True)
+    events = pd.DataFrame({"user_id": ["u1", "u2", "u1", "u1"], "item_id": ["c", "a", "a", "b"], "ts": ts, "event_type": "purchase"})
+    catalog = pd.DataFrame({"item_id": ["a", "b", "c"]})
+    splits = make_splits(events, catalog, SplitConfig(train_cut="2025-01-03", validation_cut="2025-01-04"))
+    assert splits.interactions[["user_id", "item_id"]].values.tolist() == [["u2", "a"], ["u1", "c"], ["u1", "a"], ["u1", "b"]]

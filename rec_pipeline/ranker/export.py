@@ -201,6 +201,17 @@ class OnnxRanker:
         folder = Path(folder)
         return cls(folder / "model.onnx", folder / "extra_files" / ITEMS_FILE, folder / "extra_files" / SERVING_FILE, threads)
 
+    def score_rows(self, histories: np.ndarray, candidates: np.ndarray, season: np.ndarray, batch: int = 512) -> np.ndarray:
+        """(users, n) scores: `histories` (users, length) item rows 0-padded on the left, `candidates` (n,) item rows,
+        `season` (1 or users, 3)."""
+        histories = histories[:, -self.history_length :].astype(np.int64)
+        parts = []
+        for start in range(0, len(histories), batch):
+            rows_season = season if len(season) == 1 else season[start : start + batch]
+            feeds = {"history": histories[start : start + batch], "candidates": candidates.astype(np.int64), "season": rows_season.astype(np.float32)}
+            parts.append(self.session.run([OUTPUT], feeds)[0])
+        return np.concatenate(parts) if parts else np.zeros((0, len(candidates)), np.float32)
+
     def recommend(self, history: list[str], k: int = 10, when: pd.Timestamp | None = None) -> pd.DataFrame:
         """Top `k` (item_id, score) for a user whose items, oldest first, are `history`; those items are excluded."""
         unknown = [item for item in history if item not in self.rows]

@@ -1,0 +1,150 @@
+"""`eval_report`: the model that ships, scored through ONNX Runtime, against every baseline on the test split, by
+segment, with confidence intervals; the report as HTML and Markdown; the champion/challenger gate in the registry."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets.embeddings import item_embeddings
+from assets.export import ranker_onnx
+from assets.metadata import latest_data_versions, latest_metadata, mlflow_metric_name
+from assets.ranker import ranker
+from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
+from assets.splits import training_splits
+from assets.validation import validated_catalog
+from rec_pipeline import report as rp
+from rec_pipeline.embeddings import read_vectors
+from rec_pipeline.encoders import file_sha256
+from rec_pipeline.evaluation import temporal_split
+from rec_pipeline.ranker.export import ONNX_FILE, OnnxRanker
+from rec_pipeline.ranker.model import window_season
+from rec_pipeline.registry import CHAMPION, champion_version, client_for, load_version
+from rec_pipeline.report_html import markdown_summary, plots, render_html, score_sample, write_report
+from rec_pipeline.versioning import git_commit
+
+# Models whose scores are on a scale worth plotting (random and popularity are uniform or counts).
+DISTRIBUTION_MODELS = ("ranker", "champion", "als", "content_knn")
+
+
+class EvalReportConfig(dg.Config):
+    primary_metric: str = "ndcg@20"  # what the champion/challenger gate compares
+    primary_segment: str = "all"  # all, warm_items, cold_items or new_users
+    bootstrap_resamples: int = 1000
+    seed: int = 0
+
+
+@dg.asset(
+    group_name="evaluation",
+    deps=[ranker_onnx, training_splits, item_embeddings, validated_catalog],
+    kinds={"onnx", "mlflow", "html"},
+)
+def eval_report(
+    context: dg.AssetExecutionContext, config: EvalReportConfig, store: ProjectStore, compute: ComputeDevice, mlflow_tracking: MlflowTracking
+) -> dg.MaterializeResult:
+    """Recall/NDCG/HitRate@10/20/50, MRR and coverage for the segments all, warm items, cold-start items and new users,
+    the ranker against random, popularity, recent popularity, ALS and content-kNN; the champion is re-scored on the
+    same split and the alias moves only if the challenger beats it by more than the confidence interval."""
+    ranker_meta, export_meta = latest_metadata(context.instance, ranker), latest_metadata(context.instance, ranker_onnx)
+    bundle = store.data_path("models", "ranker_onnx")
+    if export_meta.get("onnx_sha256") != file_sha256(bundle / ONNX_FILE):
+        raise ValueError(f"{bundle / ONNX_FILE} is not the export ranker_onnx last recorded: materialise ranker_onnx again")
+    if "positive_events" not in ranker_meta:
+        raise ValueError("the ranker's latest materialisation records no positive_events: materialise ranker again")
+    positive_events = str(ranker_meta["positive_events"]).split(",")
+
+    interactions = pd.read_parquet(store.data_path("splits", "interactions.parquet"), columns=["user_id", "item_id", "ts", "event_type"])
+    positives = interactions.loc[interactions["event_type"].isin(positive_events), ["user_id", "item_id", "ts"]]
+    catalog = pd.read_parquet(store.validated_path("catalog"))
+    users = pd.read_parquet(store.data_path("splits", "users.parquet"))
+    keys, matrix = read_vectors(store.data_path("embeddings", "item_embeddings.parquet"))
+    vectors = pd.DataFrame(matrix, index=keys["item_id"])
+    summary = json.loads(store.data_path("splits", "summary.json").read_text())
+    train_cut, test_cut = pd.Timestamp(summary["train_cut"]), pd.Timestamp(summary["validation_cut"])
+
+    # The protocol: train is everything before the test cut; the validation window before it tunes ALS.
+    split = temporal_split(positives, test_cut, catalog=catalog)
+    validation = temporal_split(positives, train_cut, end=test_cut, catalog=catalog)
+    before_cut = positives[positives["ts"] < test_cut]
+    season = window_season(test_cut, positives["ts"].max() + pd.Timedelta(seconds=1))
+
+    scores = {"ranker": rp.onnx_scores(OnnxRanker.from_bundle(bundle, compute.threads), split, before_cut, season)}
+    name, version = export_meta.get("registered_model"), export_meta.get("registered_version")
+    champion = None
+    if version is not None:
+        version, uri = str(version), mlflow_tracking.resolved_uri(store)
+        client = client_for(uri)
+        champion = champion_version(client, name)
+        if champion is not None and champion != version:
+            scores["champion"] = rp.onnx_scores(load_version(uri, name, champion, compute.threads), split, before_cut, season)
+    baselines, als_params = rp.baseline_scores(
+        split, validation, before_cut, vectors.loc[split.item_ids].to_numpy(np.float32), train_cut, config.seed, compute.threads
+    )
+    scores.update(baselines)
+    views = rp.segment_views(split, users.loc[users["new"], "user_id"])
+    report = rp.build_report(scores, views, config.bootstrap_resamples, config.seed)
+
+    decision = None
+    if version is not None:
+        decision = rp.gate(report, config.primary_metric, config.primary_segment, version, champion)
+        if decision.promote:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        client.set_model_version_tag(name, version, "gate_decision", "promoted" if decision.promote else "not promoted")
+        client.set_model_version_tag(name, version, "gate_reason", decision.reason)
+    context.log.info(decision.reason if decision else "ranker_onnx did not register the model: no champion/challenger gate")
+
+    versions = {
+        "git commit": git_commit(store.root_path()),
+        "registered model": f"models:/{name}/{version}" if version else "not registered",
+        "champion before this report": f"version {champion}" if champion else "none",
+        "ONNX sha256": export_meta["onnx_sha256"],
+        "ranker weights sha256": export_meta.get("ranker_weights_sha256", "unknown"),
+        "ranker MLflow run": ranker_meta.get("mlflow_run_id", "unknown"),
+        **{f"data version: {k}": v for k, v in latest_data_versions(context.instance, [training_splits, item_embeddings, validated_catalog]).items()},
+        "positives": ", ".join(positive_events),
+        "test window": f"{test_cut.date()} to {positives['ts'].max().date()} (train before it; ALS tuned on {train_cut.date()} to {test_cut.date()})",
+        "ALS chosen on validation": f"factors {als_params.factors}, regularisation {als_params.regularization}",
+        "items / cold-start items": f"{len(split.item_ids):,} / {int(split.cold_items.sum()):,}",
+    }
+    samples = {m: score_sample(scores[m], views["all"], seed=config.seed) for m in DISTRIBUTION_MODELS if m in scores}
+    images = plots(report, samples)
+    folder = store.data_path("reports", "eval_report")
+    html_path = folder / "report.html"
+    markdown = markdown_summary(report, decision, str(html_path))
+    figures = {**report.to_json(), "gate": decision.as_dict() if decision else None, "versions": versions}
+    write_report(folder, render_html(report, decision, versions, images, "rec_pipeline evaluation report"), markdown, images, figures)
+
+    headline = _headline(report)
+    ranker_run = ranker_meta.get("mlflow_run_id")
+    if ranker_run:
+        mlflow = mlflow_tracking.start(store)
+        with mlflow.start_run(run_id=ranker_run):
+            mlflow.log_metrics({f"test_{mlflow_metric_name(k)}": v for k, v in headline.items()})
+            mlflow.log_artifacts(str(folder), artifact_path="eval_report")
+            if decision:
+                mlflow.set_tags({"gate.decision": "promoted" if decision.promote else "not promoted", "gate.reason": decision.reason})
+    return dg.MaterializeResult(
+        metadata={
+            "summary": dg.MetadataValue.md(markdown),
+            **headline,
+            "test_users": report.segments["all"],
+            **{f"{segment}_users": n for segment, n in report.segments.items() if segment != "all"},
+            "gate_decision": ("promoted" if decision.promote else "not promoted") if decision else "no gate: model not registered",
+            "gate_reason": decision.reason if decision else "ranker_onnx did not register the model",
+            "champion": f"version {version}" if decision and decision.promote else (f"version {champion}" if champion else "none"),
+            "versions": dg.MetadataValue.json(versions),
+            "report": dg.MetadataValue.path(str(html_path)),
+        }
+    )
+
+
+def _headline(report: rp.Report) -> dict[str, float]:
+    """Numeric metadata, so Dagster plots them across materialisations: NDCG/Recall@20 on all and cold items."""
+    out = {}
+    for model in report.figures:
+        for segment, metric in (("all", "ndcg@20"), ("all", "recall@20"), ("cold_items", "recall@20"), ("cold_items", "ndcg@20")):
+            if segment in report.figures[model]:
+                prefix = "" if segment == "all" else "cold_"
+                out[f"{model}_{prefix}{metric}"] = round(report.value(model, segment, metric), 5)
+    return out

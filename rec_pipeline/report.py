@@ -67,7 +67,8 @@ def onnx_scores(ranker: OnnxRanker, split: Split, purchases_before_cut: pd.DataF
     rows = pd.Index(model_items).get_indexer(split.item_ids) + 1
     known = rows > 0
     scores = np.full((len(split.test_rows), len(split.item_ids)), np.finfo(np.float32).min, np.float32)
-    scores[:, known] = ranker.score_rows(histories, rows[known], season)
+    if known.any():  # a model trained on another catalog (a champion from another data set) may know none
+        scores[:, known] = ranker.score_rows(histories, rows[known], season)
     return scores
 
 

@@ -156,3 +156,31 @@ def test_headless_chromium_shows_the_tables_and_plots(tmp_path):
     # Plots and the shaded best cells are in colour: a page of text only, or broken images, would be grey.
     saturation = shot.max(axis=2).astype(int) - shot.min(axis=2)
     assert (saturation > 60).mean() > 0.01
+
+
+def test_the_served_model_scores_the_split_in_its_own_item_rows_and_unknown_items_last(tmp_path):
+    from rec_pipeline.ranker.export import OnnxRanker, write_bundle
+    from rec_pipeline.ranker.model import window_season
+    from rec_pipeline.report import onnx_scores
+    from tests.test_export import N_ITEMS, trained_looking_model
+
+    split = temporal_split(SAMPLE, CUT, catalog=CATALOG)  # items a..g
+    season = window_season(pd.Timestamp(CUT, tz="UTC"), pd.Timestamp("2025-04-01", tz="UTC"))
+    before_cut = SAMPLE[SAMPLE["ts"] < pd.Timestamp(CUT, tz="UTC")]
+    # The model knows a, b, c and d (at rows far from the split's columns), not e, f or g.
+    model_items = [f"x{i}" for i in range(N_ITEMS - 4)] + ["d", "c", "b", "a"]
+    folder, _ = write_bundle(trained_looking_model(), model_items, tmp_path / "bundle")
+    ranker = OnnxRanker.from_bundle(folder)
+    scores = onnx_scores(ranker, split, before_cut, season)
+    assert scores.shape == (len(split.test_rows), len(split.item_ids))
+    lowest = np.finfo(np.float32).min
+    assert (scores[:, 4:] == lowest).all() and (scores[:, :4] > lowest).all()
+    # The same scores as asking the bundle directly, history a, b for u1 and b for u2, in the model's rows.
+    row = {item: r + 1 for r, item in enumerate(model_items)}
+    for position, history in enumerate([["a", "b"], ["b"]]):
+        direct = ranker.score_rows(np.array([[row[i] for i in history]]), np.array([row[i] for i in "abcd"]), season)[0]
+        assert np.allclose(scores[position, :4], direct, atol=1e-6)
+
+    # A champion trained on another data set knows none of the items: everything scores lowest, nothing fails.
+    stranger, _ = write_bundle(trained_looking_model(), [f"y{i}" for i in range(N_ITEMS)], tmp_path / "stranger")
+    assert (onnx_scores(OnnxRanker.from_bundle(stranger), split, before_cut, season) == lowest).all()

@@ -71,6 +71,8 @@ def purchase_sequences(purchases: pd.DataFrame, item_ids: np.ndarray) -> dict[st
     index = pd.Index(item_ids)
     data = purchases[purchases["item_id"].isin(index)].sort_values(["user_id", "ts"], kind="stable")
     data = data.drop_duplicates(["user_id", "item_id"])
+    if data.empty:
+        return {}
     items = index.get_indexer(data["item_id"]) + 1
     times = data["ts"].to_numpy()
     users = data["user_id"].to_numpy()

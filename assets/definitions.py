@@ -31,10 +31,23 @@ def default_resources(root: str = ".") -> dict:
     }
 
 
+def executor():
+    """Dagster's multiprocess executor by default; on Kubernetes (REC_PIPELINE_EXECUTOR=k8s, see deploy/) each step is a Kubernetes
+    Job, and the dagster-k8s tags of the GPU steps put those on GPU nodes."""
+    choice = os.environ.get("REC_PIPELINE_EXECUTOR", "multiprocess")
+    if choice == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    if choice != "multiprocess":
+        raise ValueError(f"REC_PIPELINE_EXECUTOR={choice!r}: expected multiprocess or k8s")
+    return dg.multiprocess_executor
+
+
 def build_definitions(resources: dict, selection: dg.AssetSelection = dg.AssetSelection.all()) -> dg.Definitions:
     # The `main` job materialises the selection (default: every asset), checks included; a failed blocking check
     # stops what lies downstream of it.
-    main_job = dg.define_asset_job("main", selection=selection, description="Raw logs to the last asset.")
+    main_job = dg.define_asset_job("main", selection=selection, description="Raw logs to the last asset.", executor_def=executor())
     return dg.Definitions(assets=all_assets, asset_checks=[*validation_checks, onnx_parity], jobs=[main_job], resources=resources)
 
 

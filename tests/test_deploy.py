@@ -1,0 +1,81 @@
+"""The Kubernetes deployment, offline: step pod specs built with dagster-k8s, and the instance and executor config."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster._config import process_config
+from dagster_k8s import K8sRunLauncher, k8s_job_executor
+from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+from assets.definitions import build_definitions, default_resources
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+GPU_STEPS = {"item_embeddings", "ranker", "ranker_tensorrt"}
+
+
+def step_pod_specs() -> dict[str, dict]:
+    """What k8s_job_executor would launch for each step of `main`: its Job, built from the step's tags."""
+    job = build_definitions(default_resources()).resolve_job_def("main")
+    assert job.executor_def is k8s_job_executor
+    config = DagsterK8sJobConfig(
+        job_image="registry.example.com/rec-pipeline:0.1.0", dagster_home="/opt/dagster/dagster_home",
+        image_pull_policy="IfNotPresent", instance_config_map="dagster-instance", postgres_password_secret="dagster-postgresql-secret",
+    )
+    specs = {}
+    for node in job.graph.node_defs:
+        k8s_job = construct_dagster_k8s_job(
+            config, args=["dagster", "api", "execute_step"], job_name=f"dagster-step-{node.name.replace('_', '-')}",
+            user_defined_k8s_config=get_user_defined_k8s_config(node.tags),
+        )
+        specs[node.name] = k8s_job.to_dict()["spec"]["template"]["spec"]
+    return specs
+
+
+def test_exactly_the_gpu_tagged_steps_get_a_gpu_limit_node_selector_and_tolerations():
+    # A fresh process, as a code location starts: the GPU tags read the deployment's environment at import.
+    env = {**os.environ, "REC_PIPELINE_EXECUTOR": "k8s", "REC_PIPELINE_GPU_NODE_SELECTOR": '{"cloud.google.com/gke-accelerator": "nvidia-l4"}'}
+    built = subprocess.run([sys.executable, "-m", "tests.test_deploy"], env=env, cwd=DEPLOY.parent, capture_output=True, text=True, check=True)
+    specs = json.loads(built.stdout)
+    assert GPU_STEPS < set(specs) and len(specs) > len(GPU_STEPS)
+    for step, spec in specs.items():
+        [container] = spec["containers"]
+        limits = (container["resources"] or {}).get("limits") or {}
+        if step in GPU_STEPS:
+            assert limits == {"nvidia.com/gpu": "1"}, step
+            assert spec["node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+            assert [t["key"] for t in spec["tolerations"]] == ["nvidia.com/gpu"]
+        else:
+            assert "nvidia.com/gpu" not in limits, step
+            assert not spec.get("node_selector") and not spec.get("tolerations"), step
+        assert container["image"] == "registry.example.com/rec-pipeline:0.1.0"
+
+
+def test_the_executor_is_chosen_by_the_environment(monkeypatch):
+    monkeypatch.setenv("REC_PIPELINE_EXECUTOR", "multiprocess")
+    assert build_definitions(default_resources()).resolve_job_def("main").executor_def.name == "multiprocess"
+    monkeypatch.setenv("REC_PIPELINE_EXECUTOR", "k8ss")
+    with pytest.raises(ValueError, match="REC_PIPELINE_EXECUTOR='k8ss': expected multiprocess or k8s"):
+        build_definitions(default_resources())
+
+
+def test_the_deployment_instance_config_is_valid_for_dagster_k8s():
+    instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    launcher = instance["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    checked = process_config(K8sRunLauncher.config_type(), launcher["config"])
+    assert checked.success, checked.errors
+    assert "postgres" in instance["storage"] and instance["concurrency"]["pools"]["default_limit"] >= 1
+    values = yaml.safe_load((DEPLOY / "values.yaml").read_text())
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    env = {e["name"]: e["value"] for e in deployment["env"]}
+    assert env["REC_PIPELINE_EXECUTOR"] == "k8s" and json.loads(env["REC_PIPELINE_GPU_NODE_SELECTOR"])
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+
+
+if __name__ == "__main__":
+    print(json.dumps(step_pod_specs(), default=str))

@@ -11,6 +11,7 @@ from assets.ingest import item_catalog, raw_events
 from assets.ranker import ranker
 from assets.report import eval_report
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
+from assets.sensors import retraining
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
 from checks.export_checks import onnx_parity
@@ -48,7 +49,11 @@ def build_definitions(resources: dict, selection: dg.AssetSelection = dg.AssetSe
     # The `main` job materialises the selection (default: every asset), checks included; a failed blocking check
     # stops what lies downstream of it.
     main_job = dg.define_asset_job("main", selection=selection, description="Raw logs to the last asset.", executor_def=executor())
-    return dg.Definitions(assets=all_assets, asset_checks=[*validation_checks, onnx_parity], jobs=[main_job], resources=resources)
+    new_raw_data, nightly = retraining(main_job)
+    return dg.Definitions(
+        assets=all_assets, asset_checks=[*validation_checks, onnx_parity], jobs=[main_job], sensors=[new_raw_data],
+        schedules=[nightly], resources=resources,
+    )
 
 
 defs = build_definitions(default_resources())

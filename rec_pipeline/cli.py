@@ -2,6 +2,7 @@
 
     rec-pipeline demo [--data default|online-retail]   materialise every asset through Dagster and summarise
     rec-pipeline generate --out DIR [--seed N]         write the embedded default data (canonical JSONL)
+    rec-pipeline generate --out DIR --append-day       add the next day of logs to it
     rec-pipeline validate --events P --catalog P       check your own data against the rules, without Dagster
     rec-pipeline evaluate --data online-retail|default [--seed N] --json
                                                        the evaluation protocol: ranker against ALS, content-kNN, popularity
@@ -34,11 +35,19 @@ def _demo(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from rec_pipeline.generate import GeneratorConfig, generate
+    from rec_pipeline.generate import GeneratorConfig, append_day, generate
 
     config = GeneratorConfig.small() if args.size == "small" else GeneratorConfig()
     sizes = {"n_items": args.items, "n_users": args.users, "n_events": args.events, "days": args.days}
     config = GeneratorConfig(**{**config.__dict__, "seed": args.seed, **{k: v for k, v in sizes.items() if v is not None}})
+    if args.append_day:
+        try:
+            written = append_day(args.out, config)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps({"appended": str(written), "events": len(written.read_text().splitlines())}))
+        return 0
     summary = generate(args.out, config, overwrite=args.overwrite)
     print(json.dumps(summary, default=str))
     return 0
@@ -136,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--events", type=int, help="target number of events")
     generate.add_argument("--days", type=int, help="days of logs")
     generate.add_argument("--overwrite", action="store_true", help="replace data already in --out")
+    generate.add_argument("--append-day", action="store_true", help="add the next day of logs to the data set in --out (same options as it was made with)")
 
     validate = commands.add_parser("validate", help="run the validation rules on your data and print what would be quarantined")
     validate.add_argument("--events", required=True, type=Path)

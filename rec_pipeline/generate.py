@@ -415,6 +415,38 @@ def generate(out_dir: str | Path, config: GeneratorConfig = GeneratorConfig(), *
     return _summary(config, catalog, log, glitches, files_written=1 + day_files)
 
 
+def append_day(out_dir: str | Path, config: GeneratorConfig = GeneratorConfig()) -> Path:
+    """Add the next day of logs to a data set that `generate(out_dir, config)` wrote (or that earlier calls extended):
+    the same shop simulated one day longer, that day's events written as a new daily file. Event and session ids
+    carry the date, so they never collide with the existing ones. Returns the new file."""
+    import json
+    import shutil
+    import tempfile
+    from dataclasses import replace
+    from datetime import timedelta
+
+    events_dir = Path(out_dir) / "events"
+    existing = sorted(events_dir.glob("events-*.jsonl"))
+    if not existing:
+        raise FileNotFoundError(f"{events_dir}: no daily event files to extend (run generate first)")
+    days = (date.fromisoformat(existing[-1].stem[len("events-"):]) - date.fromisoformat(config.start)).days + 2
+    scratch = Path(tempfile.mkdtemp(prefix="rec_pipeline_day_"))
+    try:
+        generate(scratch, replace(config, days=days))
+        new_day = (date.fromisoformat(config.start) + timedelta(days=days - 1)).isoformat()
+        lines = []
+        for line in (scratch / "events" / f"events-{new_day}.jsonl").read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            stamp = new_day.replace("-", "")
+            record["event_id"], record["session_id"] = f"e{stamp}-{record['event_id'][1:]}", f"s{stamp}-{record['session_id'][1:]}"
+            lines.append(_json_line(record))
+    finally:
+        shutil.rmtree(scratch)
+    target = events_dir / f"events-{new_day}.jsonl"
+    target.write_text("".join(lines), encoding="utf-8")
+    return target
+
+
 def _prepare_output_dirs(dirs: tuple[Path, ...], overwrite: bool) -> None:
     occupied = [d for d in dirs if d.is_dir() and any(d.iterdir())]
     if occupied and not overwrite:

@@ -79,3 +79,15 @@ def git_commit(root: str | Path) -> str:
         return "unknown (not a git checkout)"
     dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     return head.stdout.strip() + (" with uncommitted changes" if dirty else "")
+
+
+def current_md5(path: str | Path, repo_root: str | Path) -> str:
+    """The md5 DVC would record for `path` as it is now, without tracking it: what a sensor compares with the last
+    materialised version."""
+    from dvc.repo import Repo
+
+    path = Path(path).resolve()
+    if not path.exists():
+        raise DataFormatError(str(path), "no such file or folder")
+    with Repo(str(Path(repo_root).resolve())) as repo:
+        return _dry_run_md5(repo, path)

@@ -20,6 +20,21 @@ def test_generate_writes_the_requested_size(tmp_path, capsys):
         main(["generate", "--out", str(tmp_path), "--size", "small"])
 
 
+def test_append_day_adds_the_next_daily_file_with_fresh_ids(tmp_path, capsys):
+    size = ["--items", "120", "--users", "60", "--events", "2000", "--days", "10", "--seed", "3"]
+    assert main(["generate", "--out", str(tmp_path), *size]) == 0
+    before = {json.loads(line)["event_id"] for f in (tmp_path / "events").iterdir() for line in f.read_text().splitlines()}
+    capsys.readouterr()
+    assert main(["generate", "--out", str(tmp_path), *size, "--append-day"]) == 0
+    appended = Path(json.loads(capsys.readouterr().out)["appended"])
+    assert appended.name == "events-2025-09-11.jsonl"  # the day after the 10 days from 2025-09-01
+    rows = [json.loads(line) for line in appended.read_text().splitlines()]
+    assert rows and all(r["ts"].startswith("2025-09-11") for r in rows)
+    assert not {r["event_id"] for r in rows} & before
+    assert main(["generate", "--out", str(tmp_path / "empty"), "--append-day"]) == 2
+    assert "no daily event files to extend" in capsys.readouterr().err
+
+
 def test_validate_reports_what_would_be_quarantined(tmp_path, capsys):
     shutil.copy(CORPUS / "events_unknown_item.jsonl", tmp_path / "events.jsonl")
     assert main(["validate", "--events", str(tmp_path / "events.jsonl"), "--catalog", str(CORPUS / "catalog.jsonl")]) == 0

@@ -1,0 +1,79 @@
+"""Retraining on new data: the sensor on a real instance and DVC repository, one run per new raw data version."""
+
+import json
+
+import dagster as dg
+import mlflow
+
+from assets.definitions import build_definitions, default_resources
+from rec_pipeline.generate import GeneratorConfig, append_day
+from tests.test_pipeline import instance, metadata_of, project, run_main  # noqa: F401 (fixtures)
+
+
+def tick(definitions: dg.Definitions, instance: dg.DagsterInstance, root, cursor: str | None):
+    sensor = definitions.resolve_sensor_def("new_raw_data")
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=default_resources(str(root))) as context:
+        return sensor.evaluate_tick(context)
+
+
+def launch(definitions: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    job = definitions.resolve_job_def("main")
+    return job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
+
+
+def champion(root) -> str:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return str(client.get_model_version_by_alias("rec_pipeline_ranker", "champion").version)
+
+
+def test_a_new_day_of_logs_retrains_once_and_a_corrupt_one_is_blocked(project, instance):
+    root, _ = project
+    definitions = build_definitions(default_resources(str(root)))
+    assert run_main(root, instance).success
+    assert champion(root) == "1"
+
+    # What is materialised is not new: no run.
+    first = tick(definitions, instance, root, cursor=None)
+    assert first.run_requests == [] and "already materialised" in first.skip_message
+
+    # A new day of logs lands: exactly one run request, keyed by the new version; the same version again: none.
+    new_file = append_day(root / "data" / "raw", GeneratorConfig.small())
+    second = tick(definitions, instance, root, cursor=first.cursor)
+    [request] = second.run_requests
+    assert request.run_key == second.cursor != first.cursor and request.run_key.startswith("events ")
+    third = tick(definitions, instance, root, cursor=second.cursor)
+    assert third.run_requests == [] and "unchanged" in third.skip_message
+
+    retrained = launch(definitions, instance, request)
+    assert retrained.success
+    events = metadata_of(retrained, "raw_events")
+    assert request.run_key == f"events {events['dvc_md5']}, catalog {metadata_of(retrained, 'item_catalog')['dvc_md5']}"
+    assert metadata_of(retrained, "raw_events")["files"] == 21 and new_file.name == "events-2025-09-21.jsonl"
+    report = metadata_of(retrained, "eval_report")
+    # The champion moves only if the gate passed.
+    assert champion(root) == ("2" if report["gate_decision"] == "promoted" else "1")
+    before = champion(root)
+    # Even without the cursor, the materialised version is not requested again.
+    assert tick(definitions, instance, root, cursor=None).run_requests == []
+
+    # A corrupt new file: requested once, and the blocking validation check stops the run before the ranker.
+    # Every field present, every value wrong: garbled timestamps and an event type nobody logs.
+    garbled = [
+        {"event_id": f"x{n}", "ts": "yesterday", "user_id": "u00001", "session_id": "s1", "event_type": "teleport",
+         "item_id": None, "query": None, "price": None, "quantity": None}
+        for n in range(1500)
+    ]
+    (root / "data/raw/events/events-2025-09-22.jsonl").write_text("".join(json.dumps(r) + "\n" for r in garbled))
+    fourth = tick(definitions, instance, root, cursor=second.cursor)
+    [corrupt] = fourth.run_requests
+    blocked = launch(definitions, instance, corrupt)
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in blocked.get_asset_check_evaluations()}
+    assert checks[("validated_events", "quarantine_share")] is False
+    materialised = {e.asset_key.to_user_string() for e in blocked.get_asset_materialization_events()}
+    assert "ranker" not in materialised and "eval_report" not in materialised
+    assert champion(root) == before
+
+
+def test_the_nightly_schedule_runs_the_main_job():
+    schedule = build_definitions(default_resources()).resolve_schedule_def("nightly_retrain")
+    assert schedule.job_name == "main" and schedule.cron_schedule == "0 3 * * *" and schedule.execution_timezone == "UTC"

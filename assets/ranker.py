@@ -19,6 +19,7 @@ from rec_pipeline.evaluation import temporal_split
 from rec_pipeline.protocol import ranker_validation, segment_metrics, train_ranker
 from rec_pipeline.ranker.model import RankerConfig, save_ranker
 from rec_pipeline.ranker.train import TrainConfig, score
+from rec_pipeline.versioning import git_commit
 
 
 class RankerTrainingConfig(dg.Config):
@@ -85,7 +86,11 @@ def ranker(
 
     mlflow = mlflow_tracking.start(store)
     data_versions = latest_data_versions(context.instance, [training_splits, item_embeddings, validated_catalog])
-    tags = {"dagster_run_id": context.run.run_id, "dagster_asset": "ranker", **{f"data_version.{k}": v for k, v in data_versions.items()}}
+    commit = git_commit(store.root_path())
+    tags = {
+        "dagster_run_id": context.run.run_id, "dagster_asset": "ranker", "git_commit": commit,
+        **{f"data_version.{k}": v for k, v in data_versions.items()},
+    }
     with mlflow.start_run(run_name=f"ranker-{context.run.run_id[:8]}", tags=tags) as run:
         mlflow.log_params({"positive_events": ",".join(config.positive_events), "train_cut": train_cut.isoformat(), "validation_cut": validation_cut.isoformat()})
         result = train_ranker(train, split.item_ids, vectors, catalog, model_config, train_config, validation)
@@ -124,6 +129,7 @@ def ranker(
             "epochs_run": len(result.epochs),
             "training_examples": result.examples,
             "positive_events": ",".join(config.positive_events),
+            "git_commit": commit,
             "refit": config.refit,
             "shipped_trained_on": "train + validation" if config.refit else "train",
             "shipped_training_examples": shipped.examples,

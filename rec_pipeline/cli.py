@@ -8,6 +8,7 @@
                                                        the evaluation protocol: ranker against ALS, content-kNN, popularity
     rec-pipeline recommend --user ID | --items A,B [--k 10]
                                                        top K from the registered ONNX ranker, with titles
+    rec-pipeline lineage VERSION|RUN_ID [--json]       a model's chain back to the raw data's DVC md5 and the git commit
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("demo", help="materialise every asset through Dagster (options: see `rec-pipeline demo --help`)", add_help=False)
+    commands.add_parser("lineage", help="a model's chain back to raw data and code (see `rec-pipeline lineage --help`)", add_help=False)
 
     generate = commands.add_parser("generate", help="write the embedded default data")
     generate.add_argument("--out", type=Path, default=Path("data/raw"))
@@ -177,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         return _demo(args, rest)
+    if args.command == "lineage":
+        return subprocess.call([sys.executable, "-m", "assets.lineage", *rest], cwd=_project_root())
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return {"generate": _generate, "validate": _validate, "evaluate": _evaluate, "recommend": _recommend}[args.command](args)

@@ -26,7 +26,7 @@ def champion(root) -> str:
     return str(client.get_model_version_by_alias("rec_pipeline_ranker", "champion").version)
 
 
-def test_a_new_day_of_logs_retrains_once_and_a_corrupt_one_is_blocked(project, instance):
+def test_a_new_day_of_logs_retrains_once_traces_back_to_its_bytes_and_a_corrupt_day_is_blocked(project, instance, capsys):
     root, _ = project
     definitions = build_definitions(default_resources(str(root)))
     assert run_main(root, instance).success
@@ -53,6 +53,34 @@ def test_a_new_day_of_logs_retrains_once_and_a_corrupt_one_is_blocked(project, i
     # The champion moves only if the gate passed.
     assert champion(root) == ("2" if report["gate_decision"] == "promoted" else "1")
     before = champion(root)
+
+    # The retrained model's lineage, read back from the registry and the event log: down to the new raw bytes.
+    from assets.lineage import main as lineage
+
+    assert lineage(["2", "--json", "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}"]) == 0
+    traced = json.loads(capsys.readouterr().out)
+    assert traced["dagster_run_id"] == retrained.run_id and traced["registry"]["model"] == "models:/rec_pipeline_ranker/2"
+    onnx = traced["chain"]
+    assert onnx["onnx_sha256"] == metadata_of(retrained, "ranker_onnx")["onnx_sha256"]
+    [ranker] = onnx["upstream"]
+    assert ranker["git_commit"] and ranker["mlflow_run_id"] == traced["registry"]["mlflow_run_id"]
+    nodes = {}
+
+    def collect(node):
+        nodes[node["asset"]] = node
+        for child in node.get("upstream", []):
+            collect(child)
+
+    collect(onnx)
+    assert set(nodes) == {"ranker_onnx", "ranker", "item_embeddings", "training_splits", "validated_events", "validated_catalog", "raw_events", "item_catalog"}
+    assert nodes["raw_events"]["dvc_md5"] == events["dvc_md5"] and nodes["raw_events"]["files"] == 21
+    assert nodes["validated_events"]["rows_in"] == nodes["validated_events"]["rows_valid"] + nodes["validated_events"]["rows_quarantined"]
+    assert nodes["item_embeddings"]["model"] == "all-MiniLM-L6-v2" and len(nodes["item_embeddings"]["weights_sha256"]) == 64
+    assert lineage(["2", "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("models:/rec_pipeline_ranker/2") and "raw_events: dvc_md5" in printed
+    assert lineage(["no-such-run", "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}"]) == 2
+    assert "no Dagster run no-such-run" in capsys.readouterr().err
     # Even without the cursor, the materialised version is not requested again.
     assert tick(definitions, instance, root, cursor=None).run_requests == []
 

@@ -8,7 +8,7 @@ import pandas as pd
 from assets.resources import ProjectStore
 from assets.validation import validated_catalog, validated_events
 from rec_pipeline.splits import DEFAULT_EVENT_WEIGHTS, SplitConfig, make_splits
-from rec_pipeline.storage import write_parquet
+from rec_pipeline.storage import atomic_path, write_parquet
 
 
 class TrainingSplitsConfig(dg.Config):
@@ -34,7 +34,8 @@ def training_splits(context: dg.AssetExecutionContext, config: TrainingSplitsCon
     write_parquet(splits.items, folder / "items.parquet")
     write_parquet(splits.users, folder / "users.parquet")
     summary = splits.summary()
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+    with atomic_path(folder / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
     context.log.info(
         f"train < {summary['train_cut']} <= validation < {summary['validation_cut']} <= test: "
         f"{summary['train_interactions']:,} / {summary['validation_interactions']:,} / {summary['test_interactions']:,} "

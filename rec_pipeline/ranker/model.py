@@ -26,6 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from rec_pipeline.storage import atomic_folder
+
 CONFIG_FILE, WEIGHTS_FILE, ITEMS_FILE = "config.json", "model.safetensors", "items.json"
 HISTORY_SIZE_BUCKETS = 8  # 0, 1, 2-3, 4-7, ..., 64+ items
 
@@ -134,12 +136,13 @@ class HybridRanker(nn.Module):
 
 
 def save_ranker(model: HybridRanker, folder: str | Path, item_ids: list[str]) -> Path:
-    """safetensors weights (buffers included), the config and the item ids as JSON: no pickle anywhere."""
+    """safetensors weights (buffers included), the config and the item ids as JSON: no pickle anywhere. The three
+    files replace the folder together, so a crash never leaves weights beside another model's config."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / WEIGHTS_FILE)
-    (folder / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2))
-    (folder / ITEMS_FILE).write_text(json.dumps([str(i) for i in item_ids]))
+    with atomic_folder(folder) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2))
+        (tmp / ITEMS_FILE).write_text(json.dumps([str(i) for i in item_ids]))
     return folder
 
 

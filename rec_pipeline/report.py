@@ -23,7 +23,7 @@ from rec_pipeline.evaluation import (
 )
 from rec_pipeline.metrics import evaluate, recall_curve
 from rec_pipeline.ranker.export import OnnxRanker
-from rec_pipeline.ranker.train import history_matrix, purchase_sequences
+from rec_pipeline.ranker.train import split_histories
 
 SEGMENTS = {
     "all": "every test user; every candidate item ranked",
@@ -61,9 +61,7 @@ def onnx_scores(ranker: OnnxRanker, split: Split, purchases_before_cut: pd.DataF
     """The served model's scores in the split's column order. Histories are the test users' purchases before the cut,
     in the model's own item rows; an item the model does not know scores lowest (it cannot recommend it)."""
     model_items = np.array(ranker.item_ids, dtype=object)
-    sequences = purchase_sequences(purchases_before_cut, model_items)
-    empty = np.zeros(0, np.int64)
-    histories = history_matrix([sequences.get(split.user_ids[r], (empty, None))[0] for r in split.test_rows], ranker.history_length)
+    histories = split_histories(split, purchases_before_cut, ranker.history_length, model_items)
     rows = pd.Index(model_items).get_indexer(split.item_ids) + 1
     known = rows > 0
     scores = np.full((len(split.test_rows), len(split.item_ids)), np.finfo(np.float32).min, np.float32)

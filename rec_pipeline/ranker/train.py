@@ -103,9 +103,10 @@ def training_examples(sequences: dict[str, tuple[np.ndarray, np.ndarray]], lengt
     return history_matrix(histories, length), np.array(targets, dtype=np.int64), season_features(pd.to_datetime(times, utc=True))
 
 
-def split_histories(split: Split, purchases_before_cut: pd.DataFrame, length: int) -> np.ndarray:
-    """History rows for the split's test users, from what they bought before the cut."""
-    sequences = purchase_sequences(purchases_before_cut, split.item_ids)
+def split_histories(split: Split, purchases_before_cut: pd.DataFrame, length: int, item_ids: np.ndarray | None = None) -> np.ndarray:
+    """History rows for the split's test users, from what they bought before the cut, in the rows of `item_ids`
+    (default: the split's own items)."""
+    sequences = purchase_sequences(purchases_before_cut, split.item_ids if item_ids is None else item_ids)
     empty = np.zeros(0, np.int64)
     return history_matrix([sequences.get(split.user_ids[r], (empty, None))[0] for r in split.test_rows], length)
 

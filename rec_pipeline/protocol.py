@@ -18,7 +18,7 @@ import pandas as pd
 from rec_pipeline.evaluation import Split, als_scores, content_knn_scores, popularity_scores, temporal_split, tune_als
 from rec_pipeline.metrics import evaluate
 from rec_pipeline.ranker.model import RankerConfig, window_season
-from rec_pipeline.ranker.train import TrainConfig, TrainResult, Validation, fit, item_side_features, score, split_histories
+from rec_pipeline.ranker.train import TrainConfig, TrainResult, Validation, epoch_seconds, fit, item_side_features, score, split_histories
 
 K = 20
 
@@ -98,11 +98,13 @@ def segment_metrics(scores: np.ndarray, split: Split) -> dict[str, float]:
 
 
 def train_ranker(purchases, item_ids: np.ndarray, vectors: pd.DataFrame, catalog, model_config, train_config, validation=None, epochs=None):
-    """`fit` over `item_ids`, with their text vectors and side features; the item count and dims come from the data."""
+    """`fit` over `item_ids`, with their text vectors, side features and first-seen times; the item count and dims come
+    from the data."""
     side, n_categories, n_bands = item_side_features(catalog, item_ids)
+    first_seen = catalog.drop_duplicates("item_id").set_index("item_id")["first_seen"].reindex(item_ids)
     model_config = replace(model_config, n_items=len(item_ids), text_dim=vectors.shape[1], n_categories=n_categories, n_price_bands=n_bands)
     item_vectors = vectors.loc[item_ids].to_numpy(np.float32)
-    return fit(purchases, item_ids, item_vectors, model_config, train_config, validation, max_epochs=epochs, item_side=side)
+    return fit(purchases, item_ids, item_vectors, model_config, train_config, validation, max_epochs=epochs, item_side=side, item_first_seen=epoch_seconds(first_seen))
 
 
 def ranker_validation(split: Split, purchases_before_cut: pd.DataFrame, end: pd.Timestamp, history: int) -> Validation:

@@ -13,6 +13,7 @@ from rec_pipeline.ranker.model import HybridRanker, RankerConfig, load_ranker, s
 from rec_pipeline.ranker.train import (
     TrainConfig,
     Validation,
+    epoch_seconds,
     fit,
     history_matrix,
     item_side_features,
@@ -33,10 +34,11 @@ def test_histories_are_items_in_the_order_first_bought_left_padded():
     )
     sequences = purchase_sequences(purchases, np.array(["a", "b", "c"], dtype=object))
     assert {u: s[0].tolist() for u, s in sequences.items()} == {"u1": [1, 2, 3]}
-    histories, targets, seasons = training_examples(sequences, length=2)
+    histories, targets, seasons, times = training_examples(sequences, length=2)
     assert histories.tolist() == [[0, 1], [1, 2]] and targets.tolist() == [2, 3]
-    # The season of each example is the day its target was bought: 2 and 4 January.
+    # The season and time of each example are those of its target's purchase: 2 and 4 January.
     assert np.allclose(seasons, season_features(pd.to_datetime(["2025-01-02", "2025-01-04"], utc=True)))
+    assert times.tolist() == [1735776000, 1735948800]
     assert history_matrix([np.array([4, 5, 6]), np.array([], dtype=np.int64)], 2).tolist() == [[5, 6], [0, 0]]
 
 
@@ -148,3 +150,34 @@ def test_cold_items_are_ranked_from_their_text():
     candidates, targets = split.cold_only()
     means, _ = evaluate(scores[split.cold_rows], candidates, targets, ks=(3,))
     assert means["hitrate@3"] >= 0.9  # 3 of 6 cold items are the group's own: chance is about 0.5
+
+
+def test_items_launched_after_an_example_do_not_compete_in_it():
+    """Ten items are sold from January; ten more launch on 1 March, and everybody's next purchase is one of them.
+    Counted as negatives in every January and February example, the new items all end up below the old ones (hit
+    rate@3 0 here); with their launch dates they only compete from March, and come back into the top 3 (0.26)."""
+    rng = np.random.default_rng(0)
+    items = np.array([f"i{k:02d}" for k in range(20)], dtype=object)
+    launch = pd.Timestamp("2025-03-01", tz="UTC")
+    rows = []
+    for u in range(80):
+        for day, item in enumerate(rng.choice(items[:10], size=6, replace=False)):
+            rows.append((f"u{u}", item, pd.Timestamp("2025-01-01", tz="UTC") + pd.Timedelta(days=day * 9)))
+        rows.append((f"u{u}", rng.choice(items[10:]), launch + pd.Timedelta(days=int(rng.integers(0, 20)))))
+        rows.append((f"u{u}", rng.choice(items[10:]), pd.Timestamp("2025-04-01", tz="UTC")))
+    purchases = pd.DataFrame(rows, columns=["user_id", "item_id", "ts"])
+    split = temporal_split(purchases, "2025-03-25")
+    train = purchases[purchases["ts"] < split.cut]
+    first_seen = pd.Series([pd.Timestamp("2025-01-01", tz="UTC")] * 10 + [launch] * 10, index=items).loc[split.item_ids]
+    vectors = rng.normal(size=(len(split.item_ids), 8)).astype(np.float32)  # text says nothing
+    config, train_config = RankerConfig(n_items=len(split.item_ids), text_dim=8, dim=16, history=10, seasonal=False), TrainConfig(epochs=10, batch_size=64, lr=1e-2, threads=1)
+    histories = split_histories(split, train, config.history)
+    season = window_season(split.cut, pd.Timestamp("2025-04-02", tz="UTC"))
+
+    def hitrate(**launches):
+        model = fit(train, split.item_ids, vectors, config, train_config, **launches).model
+        return evaluate(score(model, histories, season), split.candidates, split.targets, ks=(3,))[0]["hitrate@3"]
+
+    with pytest.raises(ValueError, match="item_first_seen"):
+        fit(train, split.item_ids, vectors, config, train_config, item_first_seen=epoch_seconds(first_seen)[:5])
+    assert hitrate(item_first_seen=epoch_seconds(first_seen)) >= hitrate() + 0.1

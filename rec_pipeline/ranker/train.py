@@ -6,6 +6,11 @@ whole catalog, the history's items excluded (they are never candidates at servin
 Retail, this beat in-batch negatives with the logQ correction by a wide margin at catalog sizes where every item fits
 in a batch. Deterministic under a seed on the CPU.
 
+Items not yet listed when an example happened (first seen after it) are not in its softmax: nobody could have bought
+them then. Left in, they were negatives for every example before their launch, which taught the model that recently
+launched items are unpopular, exactly the items a season's buyers go for. Excluding them lifted Online Retail's test
+NDCG@20 from 0.121 to 0.143 and cold-only Recall@20 from 0.202 to 0.218 (same seed, same 10-epoch schedule).
+
 Schedule and early stopping: the learning rate decays linearly to zero over `epochs`, and the epoch kept is the last
 one within `tolerance` of the best validation NDCG@20 (training stops `patience` epochs after it). On Online Retail
 the validation curve is a noisy plateau from epoch 3 on; taking its argmax picked epochs 3 to 7 depending on the
@@ -90,8 +95,9 @@ def history_matrix(sequences: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def training_examples(sequences: dict[str, tuple[np.ndarray, np.ndarray]], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Histories (examples x length), targets, and the season features of each target's purchase day."""
+def training_examples(sequences: dict[str, tuple[np.ndarray, np.ndarray]], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Histories (examples x length), targets, the season features of each target's purchase day, and its time
+    (epoch seconds)."""
     histories, targets, times = [], [], []
     for items, when in sequences.values():
         # Items of the target's own basket stay in its history: measured on Online Retail, cutting the history at
@@ -100,7 +106,13 @@ def training_examples(sequences: dict[str, tuple[np.ndarray, np.ndarray]], lengt
             histories.append(items[max(0, position - length) : position])
             targets.append(items[position])
             times.append(when[position])
-    return history_matrix(histories, length), np.array(targets, dtype=np.int64), season_features(pd.to_datetime(times, utc=True))
+    stamps = pd.to_datetime(times, utc=True)
+    return history_matrix(histories, length), np.array(targets, dtype=np.int64), season_features(stamps), epoch_seconds(stamps)
+
+
+def epoch_seconds(stamps) -> np.ndarray:
+    """int64 seconds since 1970 of UTC timestamps; NaT becomes the int64 minimum."""
+    return pd.DatetimeIndex(stamps).as_unit("s").asi8
 
 
 def split_histories(split: Split, purchases_before_cut: pd.DataFrame, length: int, item_ids: np.ndarray | None = None) -> np.ndarray:
@@ -161,9 +173,12 @@ def fit(
     validation: Validation | None = None,
     max_epochs: int | None = None,
     item_side: np.ndarray | None = None,
+    item_first_seen: np.ndarray | None = None,
 ) -> TrainResult:
     """Train on `purchases` (user_id, item_id, ts) for `max_epochs` (default: all) epochs of the schedule.
 
+    `item_first_seen` (epoch seconds per item, the int64 minimum when unknown) keeps each example's softmax to the
+    items listed by then; without it every item competes in every example.
     With `validation`, keep the last epoch within `tolerance` of the best NDCG@20 and stop `patience` epochs after it.
     """
     torch.manual_seed(config.seed)
@@ -172,7 +187,7 @@ def fit(
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     sequences = purchase_sequences(purchases, item_ids)
-    histories, targets, seasons = training_examples(sequences, model_config.history)
+    histories, targets, seasons, times = training_examples(sequences, model_config.history)
     if len(targets) == 0:
         raise ValueError("no user bought two items: nothing to learn from")
     warm = np.zeros(len(item_ids) + 1, dtype=bool)
@@ -180,6 +195,11 @@ def fit(
     text = np.vstack([np.zeros((1, item_vectors.shape[1]), np.float32), item_vectors])
     side = None if item_side is None else torch.from_numpy(item_side)
     model = HybridRanker(model_config, torch.from_numpy(text), torch.from_numpy(warm), side).to(device)
+    listed_from = None
+    if item_first_seen is not None:
+        if item_first_seen.shape != (len(item_ids),):
+            raise ValueError(f"item_first_seen has {item_first_seen.shape} entries for {len(item_ids)} items")
+        listed_from = torch.from_numpy(np.r_[np.iinfo(np.int64).min, item_first_seen].astype(np.int64)).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
@@ -201,9 +221,11 @@ def fit(
             with autocast:
                 table = model.all_items(hide)
                 logits = model.logits(model.users(history, table), table, torch.from_numpy(seasons[rows]).to(device)).float()
-            # Padding and what the user already bought are never candidates; the target stays one.
+            # Padding, what the user already bought and what was not listed yet are never candidates; the target stays one.
             excluded = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, history, True)
             excluded[:, 0] = True
+            if listed_from is not None:
+                excluded |= listed_from.unsqueeze(0) > torch.from_numpy(times[rows]).to(device).unsqueeze(1)
             excluded[torch.arange(len(rows), device=device), target] = False
             loss = torch.nn.functional.cross_entropy(logits.masked_fill(excluded, float("-inf")), target)
             optimiser.zero_grad()

@@ -4,13 +4,20 @@ bytes and the code that made it, read from what was recorded, never recomputed.
 The model version's tags name the Dagster run that exported it; from that run's `ranker_onnx` materialisation the
 chain follows the input event pointers Dagster records on every materialisation (`dagster/input_event_pointer/...`),
 so each step shows the exact materialisation its successor consumed, even one made by an earlier run.
+
+Where the project is driven by `dvc repro`, dvc.lock records the md5 of every stage's outputs and of the raw folders
+it read; each step of the chain shows them beside its own facts, and the raw folders say whether the lock's md5 is
+the one this model was trained from (dvc.lock describes the last `dvc repro`, which need not be this model's run).
 """
 
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_POINTER = "dagster/input_event_pointer/"
@@ -73,7 +80,35 @@ def resolve(target: str, tracking_uri: str) -> tuple[str, dict]:
     return record.tags["dagster_run_id"], registry
 
 
-def lineage(target: str, tracking_uri: str) -> dict:
+def dvc_lock_records(lock: Path) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """From dvc.lock: each asset's stage outputs {path: md5} (the stage's command names the assets it materialises),
+    and the md5 of every dependency under data/raw."""
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    outs_by_asset, raw = {}, {}
+    for stage in stages.values():
+        words = shlex.split(stage.get("cmd", ""))
+        assets = words[words.index("--assets") + 1].split(",") if "--assets" in words else []
+        outs = {o["path"]: o["md5"] for o in stage.get("outs", [])}
+        for asset in assets:
+            outs_by_asset[asset] = outs
+        raw.update({d["path"]: d["md5"] for d in stage.get("deps", []) if d["path"].startswith("data/raw")})
+    return outs_by_asset, raw
+
+
+def _attach_dvc_lock(node: dict, outs_by_asset: dict, raw: dict, root: Path) -> None:
+    if node["asset"] in outs_by_asset:
+        node["dvc_lock_outs"] = outs_by_asset[node["asset"]]
+    path = node.get("path")
+    if path is not None:
+        path = Path(path).relative_to(root).as_posix() if Path(path).is_relative_to(root) else path  # the lock's paths are relative
+        if path in raw:
+            node["dvc_lock_md5"] = raw[path]
+            node["dvc_lock_matches"] = raw[path] == node.get("dvc_md5")
+    for child in node.get("upstream", []):
+        _attach_dvc_lock(child, outs_by_asset, raw, root)
+
+
+def lineage(target: str, tracking_uri: str, dvc_lock: Path | None = None) -> dict:
     import dagster as dg
 
     run_id, registry = resolve(target, tracking_uri)
@@ -81,7 +116,11 @@ def lineage(target: str, tracking_uri: str) -> dict:
     if instance.get_run_by_id(run_id) is None:
         raise LookupError(f"no Dagster run {run_id} in the instance at {os.environ.get('DAGSTER_HOME')}")
     chain = _node(instance, "ranker_onnx", _materialization(instance, "ranker_onnx", run_id=run_id))
-    return {"dagster_run_id": run_id, "registry": registry, "chain": chain}
+    result = {"dagster_run_id": run_id, "registry": registry, "chain": chain, "dvc_lock": None}
+    if dvc_lock is not None and dvc_lock.exists():
+        _attach_dvc_lock(chain, *dvc_lock_records(dvc_lock), dvc_lock.resolve().parent)
+        result["dvc_lock"] = str(dvc_lock)
+    return result
 
 
 def render(result: dict) -> str:
@@ -95,8 +134,13 @@ def render(result: dict) -> str:
     def walk(node: dict, prefix: str, last: bool) -> None:
         seen = (node["asset"], node["data_version"]) in shown
         shown.add((node["asset"], node["data_version"]))
-        facts = "as above" if seen else ", ".join(f"{k} {v}" for k, v in node.items() if k not in ("asset", "upstream", "data_version"))
+        facts = "as above" if seen else ", ".join(f"{k} {v}" for k, v in node.items() if k not in ("asset", "upstream", "data_version", "dvc_lock_outs", "dvc_lock_matches"))
+        if not seen and "dvc_lock_matches" in node:
+            facts += " (the md5 this model was trained from)" if node["dvc_lock_matches"] else " (dvc.lock's last repro read other bytes)"
         lines.append(f"{prefix}{'└─ ' if last else '├─ '}{node['asset']}: {facts}")
+        if not seen and node.get("dvc_lock_outs"):
+            outs = ", ".join(f"{path} {md5}" for path, md5 in node["dvc_lock_outs"].items())
+            lines.append(f"{prefix}{'   ' if last else '│  '}{'│  ' if node.get('upstream') else '   '}dvc.lock: {outs}")
         children = [] if seen else node.get("upstream", [])
         for i, child in enumerate(children):
             walk(child, prefix + ("   " if last else "│  "), i == len(children) - 1)
@@ -110,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", help="a registered version (3 or models:/rec_pipeline_ranker/3) or a Dagster run id")
     parser.add_argument("--json", action="store_true", help="one JSON object, for machines")
     parser.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / 'mlflow.db'}")
+    parser.add_argument("--dvc-lock", type=Path, default=ROOT / "dvc.lock", help="read when it exists (after `dvc repro`)")
     args = parser.parse_args(argv)
     os.environ.setdefault("DAGSTER_HOME", str(ROOT / ".dagster_home"))
     try:
-        result = lineage(args.target, args.tracking_uri)
+        result = lineage(args.target, args.tracking_uri, args.dvc_lock)
     except (LookupError, FileNotFoundError, KeyError) as err:
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2

@@ -58,8 +58,10 @@ def test_exactly_the_gpu_tagged_steps_get_a_gpu_limit_node_selector_and_tolerati
 def test_the_executor_is_chosen_by_the_environment(monkeypatch):
     monkeypatch.setenv("REC_PIPELINE_EXECUTOR", "multiprocess")
     assert build_definitions(default_resources()).resolve_job_def("main").executor_def.name == "multiprocess"
+    monkeypatch.setenv("REC_PIPELINE_EXECUTOR", "in_process")
+    assert build_definitions(default_resources()).resolve_job_def("main").executor_def.name == "in_process"
     monkeypatch.setenv("REC_PIPELINE_EXECUTOR", "k8ss")
-    with pytest.raises(ValueError, match="REC_PIPELINE_EXECUTOR='k8ss': expected multiprocess or k8s"):
+    with pytest.raises(ValueError, match="REC_PIPELINE_EXECUTOR='k8ss': expected multiprocess, in_process or k8s"):
         build_definitions(default_resources())
 
 

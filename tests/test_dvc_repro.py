@@ -25,16 +25,22 @@ def repro(root: Path) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", done.stdout))
 
 
-def test_dvc_repro_reruns_only_what_a_changed_raw_file_feeds(tmp_path):
-    root = tmp_path / "repo"
+def small_copy_of_repo(root: Path) -> Path:
+    """The repository's tracked files in `root`, a git repository of its own, with the small generated data set in
+    place of the default data's DVC pointers."""
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in tracked:
-        if name.startswith("data/raw/"):  # the default data's DVC pointers: this copy gets the small data set
+        if name.startswith("data/raw/"):
             continue
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes((REPO / name).read_bytes())
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     generate(root / "data" / "raw", GeneratorConfig.small())
+    return root
+
+
+def test_dvc_repro_reruns_only_what_a_changed_raw_file_feeds(tmp_path):
+    root = small_copy_of_repo(tmp_path / "repo")
 
     assert repro(root) == ALL_STAGES
     lock = yaml.safe_load((root / "dvc.lock").read_text())
@@ -51,3 +57,24 @@ def test_dvc_repro_reruns_only_what_a_changed_raw_file_feeds(tmp_path):
     assert events_dep != {d["path"]: d["md5"] for d in lock["stages"]["validated_data"]["deps"]}["data/raw/events"]
     assert after["item_embeddings"]["outs"] == before["item_embeddings"]
     assert after["ranker"]["outs"] != before["ranker"]
+
+    # The lineage of each registered model shows dvc.lock's md5s beside the chain; only the second model was trained
+    # from the raw bytes the lock now records.
+    def raw_events_node(version: str) -> dict:
+        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+        done = subprocess.run([sys.executable, "-m", "assets.lineage", version, "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout)
+        assert result["dvc_lock"] == str(root / "dvc.lock")
+        assert result["chain"]["dvc_lock_outs"] == {o["path"]: o["md5"] for o in after["ranker_onnx"]["outs"]}
+        nodes, todo = [], [result["chain"]]
+        while todo:
+            nodes.append(todo.pop())
+            todo.extend(nodes[-1].get("upstream", []))
+        [raw] = {json.dumps(n, sort_keys=True): n for n in nodes if n["asset"] == "raw_events"}.values()
+        return raw
+
+    latest = raw_events_node("2")
+    assert latest["dvc_lock_md5"] == events_dep and latest["dvc_lock_matches"] is True
+    first = raw_events_node("1")
+    assert first["dvc_lock_md5"] == events_dep and first["dvc_lock_matches"] is False

@@ -1,1 +1,1 @@
-"""Dagster wiring for rec_pipeline: thin asset modules over the library, and the Definitions."""
+"""Dagster assets for rec_pipeline: thin modules over the library, their resources and metadata helpers."""

@@ -11,7 +11,7 @@ from assets.ranker import ranker
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from rec_pipeline.ranker import export
 from rec_pipeline.ranker.model import load_ranker
-from rec_pipeline.encoders import file_sha256
+from rec_pipeline.storage import file_sha256
 from rec_pipeline.registry import REGISTERED_MODEL
 
 

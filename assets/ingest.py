@@ -4,7 +4,8 @@
 import dagster as dg
 
 from assets.resources import ProjectStore, RawDataSource
-from rec_pipeline.readers import data_files, read_source
+from rec_pipeline.sources.files import data_files
+from rec_pipeline.sources.formats import read_source
 from rec_pipeline.versioning import dvc_track
 
 

@@ -16,7 +16,8 @@ from assets.splits import training_splits
 from assets.validation import validated_catalog
 from rec_pipeline.embeddings import read_vectors
 from rec_pipeline.evaluation import temporal_split
-from rec_pipeline.protocol import ranker_validation, segment_metrics, train_ranker
+from rec_pipeline.protocol import segment_metrics
+from rec_pipeline.ranker.train import ranker_validation, train_ranker
 from rec_pipeline.ranker.model import RankerConfig, save_ranker
 from rec_pipeline.ranker.train import TrainConfig, score
 from rec_pipeline.versioning import git_commit

@@ -16,7 +16,7 @@ from assets.splits import training_splits
 from assets.validation import validated_catalog
 from rec_pipeline import report as rp
 from rec_pipeline.embeddings import read_vectors
-from rec_pipeline.encoders import file_sha256
+from rec_pipeline.storage import file_sha256
 from rec_pipeline.evaluation import temporal_split
 from rec_pipeline.ranker.export import ONNX_FILE, OnnxRanker
 from rec_pipeline.ranker.model import window_season

@@ -8,7 +8,7 @@ from assets.ingest import item_catalog, raw_events
 from assets.metadata import quarantine_sample, rules_table
 from assets.resources import ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
 from rec_pipeline.privacy import pseudonymise
-from rec_pipeline.readers import read_source
+from rec_pipeline.sources.formats import read_source
 from rec_pipeline.storage import write_parquet
 from rec_pipeline.validation import ValidationResult, validate_catalog, validate_events
 

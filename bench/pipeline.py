@@ -45,7 +45,7 @@ def materialise(root: Path, scale: int, seed: int) -> dict:
 
     import dagster as dg
 
-    from assets.definitions import build_definitions, default_resources
+    from orchestration.definitions import build_definitions, default_resources
 
     job = build_definitions(default_resources(str(root))).resolve_job_def("main")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

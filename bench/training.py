@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 from rec_pipeline.evaluation import ALSParams, als_scores, temporal_split
-from rec_pipeline.protocol import DATASETS, train_ranker, load_dataset
+from rec_pipeline.protocol import DATASETS, load_dataset
 from rec_pipeline.ranker.model import RankerConfig
-from rec_pipeline.ranker.train import TrainConfig
+from rec_pipeline.ranker.train import TrainConfig, train_ranker
 
 ONLINE_RETAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
 

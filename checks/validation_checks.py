@@ -7,7 +7,7 @@ import pandas as pd
 from assets.metadata import markdown_table, quarantine_sample
 from assets.resources import ProjectStore, ValidationPolicy
 from assets.validation import validated_catalog, validated_events
-from checks.suites import SuiteOutcome, catalog_suite, events_suite, run_suite
+from rec_pipeline.expectations import SuiteOutcome, catalog_suite, events_suite, run_suite
 
 
 def _quarantine_share_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetChecksDefinition:

@@ -25,14 +25,14 @@ import pandas as pd
 def _project_root() -> Path:
     """The checkout holding workspace.yaml: the current folder or one above it."""
     for folder in [Path.cwd(), *Path.cwd().parents]:
-        if (folder / "workspace.yaml").exists() and (folder / "assets").is_dir():
+        if (folder / "workspace.yaml").exists() and (folder / "orchestration").is_dir():
             return folder
-    sys.exit("rec-pipeline demo runs inside a rec_pipeline checkout (a folder with workspace.yaml and assets/).")
+    sys.exit("rec-pipeline demo runs inside a rec_pipeline checkout (a folder with workspace.yaml and orchestration/).")
 
 
 def _demo(args: argparse.Namespace, rest: list[str]) -> int:
-    # The Dagster wiring lives in the checkout's assets/, not in this library, so it runs as its own module there.
-    return subprocess.call([sys.executable, "-m", "assets.run", *rest], cwd=_project_root())
+    # The Dagster wiring lives in the checkout's orchestration/, not in this library, so it runs as its own module there.
+    return subprocess.call([sys.executable, "-m", "orchestration.run", *rest], cwd=_project_root())
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -55,7 +55,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from rec_pipeline.readers import read_source
+    from rec_pipeline.sources.formats import read_source
     from rec_pipeline.schema import DataFormatError
     from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         return _demo(args, rest)
     if args.command == "lineage":
-        return subprocess.call([sys.executable, "-m", "assets.lineage", *rest], cwd=_project_root())
+        return subprocess.call([sys.executable, "-m", "orchestration.lineage", *rest], cwd=_project_root())
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return {"generate": _generate, "validate": _validate, "evaluate": _evaluate, "recommend": _recommend}[args.command](args)

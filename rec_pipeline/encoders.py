@@ -27,7 +27,8 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from rec_pipeline.storage import atomic_path
+from rec_pipeline.compute import Device, resolve_device
+from rec_pipeline.storage import atomic_path, file_sha256
 
 # Nothing is fetched from a model hub at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,7 +51,7 @@ class EncoderConfig:
     max_length: int = 256  # tokens; all-MiniLM-L6-v2 was trained with 256
     batch_size: int = 64
     backend: Backend = "auto"  # auto: ONNX Runtime on the CPU, PyTorch on a GPU
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     threads: int = 0  # 0: every core
 
 
@@ -68,25 +69,6 @@ def model_folder(model: str) -> Path:
         raise FileNotFoundError(
             f"model {model!r} is neither a folder nor in the local Hugging Face cache (runs are offline): {err}"
         ) from None
-
-
-def file_sha256(path: Path, memo: Path | None = None) -> str:
-    """sha256 of a file, remembered in the JSON file `memo` by (path, size, mtime) so a large file is hashed once."""
-    stat = path.stat()
-    key = str(path.resolve())
-    known = json.loads(memo.read_text()) if memo is not None and memo.exists() else {}
-    entry = known.get(key, {})
-    if (entry.get("size"), entry.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns):
-        return entry["sha256"]
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    if memo is not None:
-        known[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
-        with atomic_path(memo) as tmp:
-            tmp.write_text(json.dumps(known, indent=1))
-    return digest.hexdigest()
 
 
 def weights_sha256(folder: Path, memo: Path | None = None) -> str:
@@ -111,14 +93,6 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA device is visible")
-    return device
-
-
 class TextEncoder:
     """Texts in, one L2-normalised float32 vector per text out."""
 
@@ -132,7 +106,7 @@ class TextEncoder:
         self._digests = self.onnx_dir / "sha256.json" if self.onnx_dir else None
         self.weights_sha256 = weights_sha256(self.folder, self._digests)
         self.threads = config.threads or os.cpu_count() or 1
-        self.device = _resolve_device(config.device)
+        self.device = resolve_device(config.device)
         self.backend = ("torch" if self.device == "cuda" else "onnx") if config.backend == "auto" else config.backend
         if self.backend == "onnx" and self.device == "cuda":
             raise ValueError("the ONNX backend runs on the CPU here; use backend 'torch' on a GPU")
@@ -183,10 +157,6 @@ class TextEncoder:
             "precision": self.precision,
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-    @property
-    def model_name(self) -> str:
-        return self.config.model
 
     def describe(self) -> dict:
         return {

@@ -18,7 +18,7 @@ import pandas as pd
 from rec_pipeline.evaluation import Split, als_scores, content_knn_scores, popularity_scores, temporal_split, tune_als
 from rec_pipeline.metrics import evaluate
 from rec_pipeline.ranker.model import RankerConfig, window_season
-from rec_pipeline.ranker.train import TrainConfig, TrainResult, Validation, epoch_seconds, fit, item_side_features, score, split_histories
+from rec_pipeline.ranker.train import TrainConfig, TrainResult, ranker_validation, score, split_histories, train_ranker
 
 K = 20
 
@@ -48,14 +48,14 @@ def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 
     from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
 
     if name == "online-retail":
-        from rec_pipeline.online_retail import load_online_retail
+        from rec_pipeline.sources.online_retail import load_online_retail
 
         if not Path(online_retail).exists():
             raise FileNotFoundError(f"Online Retail not found at {online_retail} (see ../shared/data/online_retail/SOURCE.md)")
         event_rows, catalog_rows = load_online_retail(online_retail)
     else:
         from rec_pipeline.generate import GeneratorConfig, generate
-        from rec_pipeline.readers import read_source
+        from rec_pipeline.sources.formats import read_source
 
         raw = Path(data_dir) / "raw"
         if not (raw / "events").exists():
@@ -95,20 +95,6 @@ def segment_metrics(scores: np.ndarray, split: Split) -> dict[str, float]:
         f"cold_recall@{K}": cold.get(f"recall@{K}", float("nan")),
         f"cold_ndcg@{K}": cold.get(f"ndcg@{K}", float("nan")),
     }
-
-
-def train_ranker(purchases, item_ids: np.ndarray, vectors: pd.DataFrame, catalog, model_config, train_config, validation=None, epochs=None):
-    """`fit` over `item_ids`, with their text vectors, side features and first-seen times; the item count and dims come
-    from the data."""
-    side, n_categories, n_bands = item_side_features(catalog, item_ids)
-    first_seen = catalog.drop_duplicates("item_id").set_index("item_id")["first_seen"].reindex(item_ids)
-    model_config = replace(model_config, n_items=len(item_ids), text_dim=vectors.shape[1], n_categories=n_categories, n_price_bands=n_bands)
-    item_vectors = vectors.loc[item_ids].to_numpy(np.float32)
-    return fit(purchases, item_ids, item_vectors, model_config, train_config, validation, max_epochs=epochs, item_side=side, item_first_seen=epoch_seconds(first_seen))
-
-
-def ranker_validation(split: Split, purchases_before_cut: pd.DataFrame, end: pd.Timestamp, history: int) -> Validation:
-    return Validation(split, split_histories(split, purchases_before_cut, history), window_season(split.cut, end))
 
 
 def run_protocol(

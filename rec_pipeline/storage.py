@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -50,6 +52,25 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: Path, memo: Path | None = None) -> str:
+    """sha256 of a file, remembered in the JSON file `memo` by (path, size, mtime) so a large file is hashed once."""
+    stat = path.stat()
+    key = str(path.resolve())
+    known = json.loads(memo.read_text()) if memo is not None and memo.exists() else {}
+    entry = known.get(key, {})
+    if (entry.get("size"), entry.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns):
+        return entry["sha256"]
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    if memo is not None:
+        known[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
+        with atomic_path(memo) as tmp:
+            tmp.write_text(json.dumps(known, indent=1))
+    return digest.hexdigest()
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -29,14 +29,32 @@ class Rule:
     find: Finder
 
 
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
 @dataclass(frozen=True)
 class ValidationSettings:
-    now: pd.Timestamp
-    earliest_ts: pd.Timestamp = pd.Timestamp("2000-01-01", tz="UTC")
-    future_tolerance: pd.Timedelta = pd.Timedelta(minutes=5)
+    """The validation policy: the limits every row is held to, and the quarantined share the blocking checks allow.
+    Each field is a setting of the project's config file (`resources: policy: config:`), with this default."""
+
+    now: pd.Timestamp = field(default_factory=_now)  # the run's clock: not a setting
+    earliest_ts: str = "1990-01-01"  # ISO date: an event before it is quarantined (catches epoch-zero and 1900 stand-ins)
+    future_tolerance_minutes: float = 5.0  # an event later than now plus this is quarantined
     max_title_chars: int = 1_000
     max_description_chars: int = 20_000
     max_query_chars: int = 1_000
+    max_id_chars: int = 256  # event_id, user_id, session_id, item_id
+    max_quarantine_share: float = 0.05  # above it, a table's blocking check fails and nothing downstream runs
+
+    @property
+    def earliest(self) -> pd.Timestamp:
+        ts = pd.Timestamp(self.earliest_ts)
+        return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+    @property
+    def latest(self) -> pd.Timestamp:
+        return self.now + pd.Timedelta(minutes=self.future_tolerance_minutes)
 
 
 @dataclass
@@ -122,6 +140,7 @@ def apply_rules(
 # ---------------------------------------------------------------------------------------------------------------
 # Coercion from values as read (strings from CSV, JSON scalars, Parquet types) to the canonical types.
 
+INT64_LIMIT = 2.0**63
 _SURROGATE = re.compile("[\udc80-\udcff]")  # what undecodable bytes become when read with errors="surrogateescape"
 
 
@@ -151,25 +170,50 @@ def as_display_text(values: pd.Series) -> pd.Series:
     return per_distinct(values, _each(lambda v: str(v).encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")))
 
 
-def _text_of(v) -> str | None:
-    if isinstance(v, (list, dict, bool, np.bool_)):
+# Values a text column cannot hold: what JSON, Parquet or a spreadsheet export puts there by mistake.
+_NOT_TEXT = {list: "a JSON array", tuple: "an array", dict: "a JSON object", bool: "a boolean", np.bool_: "a boolean", np.ndarray: "an array"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+ID_COLUMNS = ("event_id", "user_id", "session_id", "item_id")
+
+
+def not_text(v, identifier: bool = False) -> str | None:
+    """Why `v` cannot be read as text ("a JSON array"), or None when it can. Strings and whole numbers (ids exported
+    as numbers) are text; an identifier also may not be a fraction, a date or any other typed value."""
+    for kind, name in _NOT_TEXT.items():
+        if isinstance(v, kind):
+            return name
+    if isinstance(v, (str, bytes, int, np.integer)):
         return None
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
+    if isinstance(v, (float, np.floating)):
+        return None if (not identifier or float(v).is_integer()) else "a fractional number"
+    return f"a {type(v).__name__}" if identifier else None
+
+
+def _text_of(v) -> str | None:
+    if not_text(v) is not None:
+        return None
+    if isinstance(v, bytes):  # a Parquet binary column: undecodable bytes stay visible to the invalid_utf8 rule
+        v = v.decode("utf-8", errors="surrogateescape")
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return None
+        if float(v).is_integer():
+            v = int(v)
     return str(v).strip() or None
 
 
 def as_text(values: pd.Series) -> pd.Series:
-    """Identifiers and text: stripped strings; empty strings, nulls and non-scalar values (lists, dicts) become None."""
+    """Identifiers and text: stripped strings; empty strings, nulls and values that are not text (arrays, objects,
+    booleans) become None, and the not_text rule says which field held what."""
     return per_distinct(values, _each(_text_of))
 
 
 def _number_of(v) -> float:
-    if isinstance(v, (list, dict, bool, np.bool_)):
+    if isinstance(v, (list, tuple, dict, bool, np.bool_, np.ndarray)):
         return np.nan
     try:
         number = float(v.strip()) if isinstance(v, str) else float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range (JSON 1e400 is inf)
         return np.nan
     return number if np.isfinite(number) else np.nan
 
@@ -204,13 +248,23 @@ def unparseable(raw: pd.Series, typed: pd.Series) -> pd.Series:
     return given & typed.isna()
 
 
+def _undecodable(v) -> bool:
+    if isinstance(v, bytes):
+        try:
+            v.decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+        return False
+    return isinstance(v, str) and _SURROGATE.search(v) is not None
+
+
 def has_undecodable_bytes(raw: pd.DataFrame, columns: Iterable[str]) -> pd.Series:
     """The first column (in `columns` order) holding bytes that were not valid UTF-8, or None."""
     found = pd.Series(None, index=raw.index, dtype=object)
     for col in columns:
         if col not in raw.columns or raw[col].dtype != object:
             continue
-        hit = per_distinct(raw[col], _each(lambda v: isinstance(v, str) and _SURROGATE.search(v) is not None, False)).astype(bool)
+        hit = per_distinct(raw[col], _each(_undecodable, False)).astype(bool)
         found = found.where(found.notna() | ~hit, col)
     return found
 
@@ -228,7 +282,9 @@ def coerce_events(raw: pd.DataFrame) -> pd.DataFrame:
     typed["ts"] = as_timestamp(col("ts"))
     typed["price"] = as_number(col("price"))
     quantity = as_number(col("quantity"))
-    typed["quantity"] = quantity.where(quantity == np.floor(quantity)).astype("Int64")
+    # A whole number inside int64's range, or nothing (the invalid_quantity rule names it): 1e308 is whole but no int64.
+    whole = (quantity == np.floor(quantity)) & (quantity.abs() < INT64_LIMIT)
+    typed["quantity"] = quantity.where(whole).astype("Int64")
     for name in PROVENANCE_COLUMNS:
         if name in raw.columns:
             typed[name] = raw[name]
@@ -277,6 +333,34 @@ def _undecodable_rule(columns: Sequence[str]) -> Rule:
     return Rule("invalid_utf8", "text must be valid UTF-8", find)
 
 
+def _not_text_rule(columns: Sequence[str]) -> Rule:
+    def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+        found = pd.Series(None, index=raw.index, dtype=object)
+        for col in columns:
+            if col not in raw.columns:
+                continue
+            identifier = col in ID_COLUMNS
+            kind = per_distinct(raw[col], _each(lambda v: not_text(v, identifier)))
+            value = as_display_text(raw[col].where(kind.notna())).str.slice(0, 60)
+            reason = "field '" + col + "' holds " + kind + " (" + value + "), not text"
+            found = found.where(found.notna() | kind.isna(), reason)
+        return failing(found.notna(), found)
+
+    return Rule("not_text", "text fields hold text (not arrays, objects or booleans; ids not fractions)", find)
+
+
+def _control_characters_rule(columns: Sequence[str]) -> Rule:
+    def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+        found = pd.Series(None, index=typed.index, dtype=object)
+        for col in columns:
+            hit = per_distinct(typed[col], _each(lambda v: (m := _CONTROL.search(v)) and f"U+{ord(m.group()):04X}"))
+            reason = "field '" + col + "' holds the control character " + hit.astype(object)
+            found = found.where(found.notna() | hit.isna(), reason)
+        return failing(found.notna(), found)
+
+    return Rule("control_characters", "ids hold no control characters (NUL, tab, newline, ...)", find)
+
+
 def _duplicate_rule(key: str) -> Rule:
     def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
         ids = typed[key]
@@ -292,7 +376,7 @@ def _duplicate_rule(key: str) -> Rule:
 
 def event_rules(settings: ValidationSettings, catalog_item_ids: Iterable[str]) -> list[Rule]:
     known_items = pd.Index(pd.unique(pd.Series(list(catalog_item_ids), dtype=object)))
-    latest = settings.now + settings.future_tolerance
+    latest, earliest = settings.latest, settings.earliest
     is_search = lambda t: t["event_type"] == "search"  # noqa: E731
     is_purchase = lambda t: t["event_type"] == "purchase"  # noqa: E731
 
@@ -302,9 +386,9 @@ def event_rules(settings: ValidationSettings, catalog_item_ids: Iterable[str]) -
 
     def ts_out_of_window(raw, typed):
         ts = typed["ts"]
-        early, future = ts < settings.earliest_ts, ts > latest
+        early, future = ts < earliest, ts > latest
         text = ts[early | future].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object)
-        early = failing(early, "ts " + text + f" is before {settings.earliest_ts:%Y-%m-%d}")
+        early = failing(early, "ts " + text + f" is before {earliest:%Y-%m-%d}, the policy's earliest_ts")
         future = failing(future, "ts " + text + f" is in the future (now is {settings.now:%Y-%m-%dT%H:%M:%SZ})")
         return early.where(early.notna(), future)
 
@@ -319,9 +403,11 @@ def event_rules(settings: ValidationSettings, catalog_item_ids: Iterable[str]) -
         item = typed["item_id"]
         return failing(item.notna() & ~item.isin(known_items), "item_id " + item.fillna("").map(repr) + " is not in the catalog")
 
-    text_columns = [c for c in EVENT_COLUMNS if c not in ("price", "quantity")]
+    text_columns = [c for c in EVENT_COLUMNS if c not in ("ts", "price", "quantity")]
     return [
-        _undecodable_rule(text_columns),
+        _undecodable_rule(["ts", *text_columns]),
+        _not_text_rule(text_columns),
+        _control_characters_rule(ID_COLUMNS),
         _missing_rule("event_id"),
         _missing_rule("ts"),
         _missing_rule("user_id"),
@@ -335,7 +421,7 @@ def event_rules(settings: ValidationSettings, catalog_item_ids: Iterable[str]) -
         _too_long_rule("query", settings.max_query_chars),
         _invalid_rule("price", "a number"),
         Rule("negative_price", "price is not negative", negative_price),
-        _invalid_rule("quantity", "a whole number"),
+        _invalid_rule("quantity", "a whole number within the 64-bit integer range"),
         _missing_rule("quantity", when=is_purchase, what=" (purchases carry a quantity)"),
         Rule("non_positive_quantity", "purchase quantity is positive", non_positive_quantity),
         _duplicate_rule("event_id"),
@@ -362,12 +448,15 @@ def catalog_rules(settings: ValidationSettings) -> list[Rule]:
 
     def first_seen_in_future(raw, typed):
         first_seen = typed["first_seen"]
-        late = first_seen > settings.now + settings.future_tolerance
+        late = first_seen > settings.latest
         text = first_seen[late].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object)
         return failing(late, "first_seen " + text + " is in the future")
 
+    text_columns = [c for c in CATALOG_COLUMNS if c not in ("price", "first_seen")]
     return [
-        _undecodable_rule([c for c in CATALOG_COLUMNS if c != "price"]),
+        _undecodable_rule(text_columns),
+        _not_text_rule(text_columns),
+        _control_characters_rule(["item_id"]),
         _missing_rule("item_id"),
         Rule("empty_title", "every item has a non-empty title", lambda raw, typed: failing(typed["title"].isna(), "title is empty")),
         _too_long_rule("title", settings.max_title_chars),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rec_pipeline.readers import read_catalog, read_events
+from rec_pipeline.sources.canonical import read_catalog, read_events
 from rec_pipeline.schema import DataFormatError
 from rec_pipeline.validation import ValidationResult, ValidationSettings, validate_catalog, validate_events
 
@@ -42,7 +42,7 @@ def test_wrong_types_are_quarantined_naming_the_field_and_value():
     assert quarantined(result) == [
         (2, "invalid_price", "price 'abc' is not a number"),
         (3, "invalid_ts", "ts 'yesterday' is not an ISO 8601 timestamp in years 1678-2261"),
-        (4, "invalid_quantity", "quantity 'two' is not a whole number"),
+        (4, "invalid_quantity", "quantity 'two' is not a whole number within the 64-bit integer range"),
     ]
 
 
@@ -174,3 +174,154 @@ def test_a_catalog_with_missing_fields_and_duplicates_is_quarantined(tmp_path):
         (6, "first_seen_in_future"),
         (7, "invalid_first_seen"),
     ]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Each class of bad input, not one example of it: every row ends valid or quarantined with file, row and field named,
+# and what is written (valid and quarantine tables) can be stored as Parquet.
+
+GOOD = {"event_id": "e0", "ts": "2025-09-01T10:00:00Z", "user_id": "alice", "session_id": "s1", "event_type": "purchase",
+        "item_id": "i1", "price": 9.99, "quantity": 1}
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps({**GOOD, "event_id": f"e{n}", **r}) + "\n" for n, r in enumerate(records, start=1)))
+    return path
+
+
+def stored(result: ValidationResult, tmp_path: Path) -> None:
+    """Both tables survive a Parquet round trip (the assets write them so)."""
+    result.valid.to_parquet(tmp_path / "valid.parquet")
+    result.quarantine.to_parquet(tmp_path / "quarantine.parquet")
+
+
+def test_numbers_out_of_range_for_their_column_are_quarantined(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        json.dumps({**GOOD, "event_id": "e1"}) + "\n"
+        + json.dumps({**GOOD, "event_id": "e2", "quantity": 1e308}) + "\n"  # whole, but no int64
+        + json.dumps({**GOOD, "event_id": "e3", "quantity": 10**30}) + "\n"
+        + json.dumps({**GOOD, "event_id": "e4"}).replace('"price": 9.99', '"price": 1e400') + "\n"  # JSON reads inf
+        + json.dumps({**GOOD, "event_id": "e5", "quantity": "-9223372036854775809"}) + "\n"
+        + json.dumps({**GOOD, "event_id": "e6"}).replace('"quantity": 1', '"quantity": ' + "9" * 5000) + "\n"  # past Python's int parsing
+    )
+    result = validate_file(path)
+    stored(result, tmp_path)
+    assert list(result.valid["event_id"]) == ["e1"]
+    assert [(r[0], r[1]) for r in quarantined(result)] == [
+        (2, "invalid_quantity"), (3, "invalid_quantity"), (4, "invalid_price"), (5, "invalid_quantity"), (6, "malformed_record"),
+    ]
+    reasons = quarantined(result)
+    assert reasons[0][2] == "quantity '1e+308' is not a whole number within the 64-bit integer range"
+    assert reasons[2][2] == "price 'inf' is not a number"
+    assert "cannot be parsed" in reasons[4][2]
+
+
+def test_values_that_are_not_text_are_quarantined_naming_the_field(tmp_path):
+    path = write_jsonl(tmp_path / "events.jsonl", [
+        {},
+        {"user_id": ["alice", "bob"]},
+        {"session_id": {"id": "s1"}},
+        {"event_type": True},
+        {"item_id": 1.5},
+        {"user_id": 12345},  # a whole number is an id exported as a number: read as its digits
+        {"query": ["mug"], "event_type": "search", "item_id": None},
+    ])
+    result = validate_file(path)
+    stored(result, tmp_path)
+    assert list(result.valid["event_id"]) == ["e1", "e6"]
+    assert result.valid.loc[1, "user_id"] == "12345"
+    assert quarantined(result) == [
+        (2, "not_text", "field 'user_id' holds a JSON array (['alice', 'bob']), not text"),
+        (3, "not_text", "field 'session_id' holds a JSON object ({'id': 's1'}), not text"),
+        (4, "not_text", "field 'event_type' holds a boolean (True), not text"),
+        (5, "not_text", "field 'item_id' holds a fractional number (1.5), not text"),
+        (7, "not_text", "field 'query' holds a JSON array (['mug']), not text"),
+    ]
+
+
+def test_catalog_fields_that_are_not_text_are_quarantined(tmp_path):
+    path = tmp_path / "catalog.jsonl"
+    rows = [{"item_id": "i1", "title": "Mug"}, {"item_id": "i2", "title": ["Mug"]}, {"item_id": "i3", "title": "Cup", "brand": False}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    source = read_catalog(path)
+    result = validate_catalog(source.frame, SETTINGS, source.rules)
+    stored(result, tmp_path)
+    assert list(result.valid["item_id"]) == ["i1"]
+    assert [(r[0], r[1], r[2].split(" (")[0]) for r in quarantined(result)] == [
+        (2, "not_text", "field 'title' holds a JSON array"), (3, "not_text", "field 'brand' holds a boolean"),
+    ]
+
+
+def test_parquet_columns_of_the_wrong_kind_are_quarantined(tmp_path):
+    frame = pd.DataFrame({**{k: [v, v] for k, v in GOOD.items()}, "event_id": ["e1", "e2"]})
+    frame["user_id"] = [True, False]  # a boolean column where ids belong
+    frame["session_id"] = [b"s1", b"\xffs"]  # a binary column, one value not UTF-8
+    frame.to_parquet(tmp_path / "events.parquet")
+    result = validate_file(tmp_path / "events.parquet")
+    stored(result, tmp_path)
+    assert result.valid.empty
+    assert [(r[0], r[1]) for r in quarantined(result)] == [(1, "not_text"), (2, "invalid_utf8")]
+
+
+def test_control_characters_in_ids_are_quarantined(tmp_path):
+    path = write_jsonl(tmp_path / "events.jsonl", [{}, {"user_id": "ali\u0000ce"}, {"session_id": "s\n1"}, {"item_id": "i\t1"}])
+    result = validate_file(path)
+    stored(result, tmp_path)
+    assert list(result.valid["event_id"]) == ["e1"]
+    assert quarantined(result) == [
+        (2, "control_characters", "field 'user_id' holds the control character U+0000"),
+        (3, "control_characters", "field 'session_id' holds the control character U+000A"),
+        (4, "control_characters", "field 'item_id' holds the control character U+0009"),
+    ]
+
+
+@pytest.mark.parametrize("name", ["events.jsonl.gz", "events.csv.gz", "events.parquet.gz"])
+def test_a_truncated_or_corrupt_compressed_file_is_one_error_naming_it(tmp_path, name):
+    import gzip
+
+    whole = gzip.compress(b'{"event_id": "e1"}\n' * 1000)
+    (tmp_path / "truncated").mkdir()
+    (tmp_path / "truncated" / name).write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataFormatError, match=rf"{name}: cannot be decompressed \(damaged or truncated gzip\)"):
+        read_events(tmp_path / "truncated")
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / name).write_bytes(b"\x1f\x8b" + bytes(range(256)) * 4)
+    with pytest.raises(DataFormatError, match=rf"{name}: cannot be decompressed"):
+        read_events(tmp_path / "corrupt")
+
+
+def test_a_damaged_parquet_file_is_one_error_naming_it(tmp_path):
+    pd.DataFrame({k: [v] for k, v in GOOD.items()}).to_parquet(tmp_path / "events.parquet")
+    data = (tmp_path / "events.parquet").read_bytes()
+    (tmp_path / "events.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataFormatError, match=r"events.parquet: not a readable Parquet file"):
+        read_events(tmp_path / "events.parquet")
+
+
+def test_a_truncated_online_retail_file_is_one_error_naming_it(tmp_path):
+    import gzip
+
+    from rec_pipeline.sources.online_retail import load_online_retail
+
+    lines = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n" + "536365,85123A,MUG,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n" * 2000
+    whole = gzip.compress(lines.encode())
+    (tmp_path / "online_retail.csv.gz").write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(DataFormatError, match=r"online_retail.csv.gz: cannot be decompressed"):
+        load_online_retail(tmp_path / "online_retail.csv.gz")
+
+
+def test_the_validate_command_never_shows_a_traceback(tmp_path, capsys):
+    """`rec-pipeline validate` on each class: quarantines with reasons (exit 0) or one error naming the file (exit 2)."""
+    from rec_pipeline.cli import main
+
+    catalog = CORPUS / "catalog.jsonl"
+    events = write_jsonl(tmp_path / "events.jsonl", [{"quantity": 1e308}, {"user_id": ["a"]}, {"user_id": "a\u0000"}])
+    assert main(["validate", "--events", str(events), "--catalog", str(catalog)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["events"]["quarantined_by_rule"] == {"invalid_quantity": 1, "not_text": 1, "control_characters": 1}
+    (tmp_path / "gz").mkdir()
+    (tmp_path / "gz" / "events.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00broken")
+    assert main(["validate", "--events", str(tmp_path / "gz"), "--catalog", str(catalog)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "events.jsonl.gz: cannot be decompressed" in err and "Traceback" not in err

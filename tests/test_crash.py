@@ -36,7 +36,7 @@ def test_sigkill_in_the_ranker_step_leaves_the_last_complete_model_and_a_rerun_c
     # The same job in its own process, on the same instance, with a long schedule so the kill lands mid-training.
     script = (
         "import dagster as dg\n"
-        "from assets.definitions import build_definitions, default_resources\n"
+        "from orchestration.definitions import build_definitions, default_resources\n"
         f"job = build_definitions(default_resources({str(root)!r})).resolve_job_def('main')\n"
         "job.execute_in_process(instance=dg.DagsterInstance.get(), "
         "run_config={'ops': {'ranker': {'config': {'epochs': 5000, 'patience': 5000}}}})\n"

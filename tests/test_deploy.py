@@ -12,7 +12,7 @@ from dagster._config import process_config
 from dagster_k8s import K8sRunLauncher, k8s_job_executor
 from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
 
-from assets.definitions import build_definitions, default_resources
+from orchestration.definitions import build_definitions, default_resources
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 GPU_STEPS = {"item_embeddings", "ranker", "ranker_tensorrt"}

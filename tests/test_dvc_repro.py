@@ -62,7 +62,7 @@ def test_dvc_repro_reruns_only_what_a_changed_raw_file_feeds(tmp_path):
     # from the raw bytes the lock now records.
     def raw_events_node(version: str) -> dict:
         env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-        done = subprocess.run([sys.executable, "-m", "assets.lineage", version, "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run([sys.executable, "-m", "orchestration.lineage", version, "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads(done.stdout)
         assert result["dvc_lock"] == str(root / "dvc.lock")

@@ -102,7 +102,7 @@ def test_als_learns_two_groups_of_users_apart():
 def online_retail_split(online_retail_path, tmp_path_factory):
     from rec_pipeline.embeddings import EmbeddingCache, embed_items
     from rec_pipeline.encoders import EncoderConfig, TextEncoder
-    from rec_pipeline.online_retail import load_online_retail
+    from rec_pipeline.sources.online_retail import load_online_retail
     from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
 
     events, catalog = load_online_retail(online_retail_path)

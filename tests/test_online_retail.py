@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rec_pipeline.online_retail import load_online_retail
+from rec_pipeline.sources.online_retail import load_online_retail
 from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS, DataFormatError
-from rec_pipeline.sources import SourceTable
+from rec_pipeline.sources.table import SourceTable
 from rec_pipeline.validation import ValidationResult, ValidationSettings, coerce_events, validate_catalog, validate_events
 
 SETTINGS = ValidationSettings(now=pd.Timestamp("2026-01-01", tz="UTC"))

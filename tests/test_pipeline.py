@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.definitions import build_definitions, default_resources
+from orchestration.definitions import build_definitions, default_resources
 from assets.resources import RawDataSource, ValidationPolicy
 from rec_pipeline.embeddings import read_vectors
 from rec_pipeline.encoders import DEFAULT_MODEL, model_folder

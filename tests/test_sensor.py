@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import mlflow
 
-from assets.definitions import build_definitions, default_resources
+from orchestration.definitions import build_definitions, default_resources
 from rec_pipeline.generate import GeneratorConfig, append_day
 from tests.test_pipeline import instance, metadata_of, project, run_main  # noqa: F401 (fixtures)
 
@@ -55,7 +55,7 @@ def test_a_new_day_of_logs_retrains_once_traces_back_to_its_bytes_and_a_corrupt_
     before = champion(root)
 
     # The retrained model's lineage, read back from the registry and the event log: down to the new raw bytes.
-    from assets.lineage import main as lineage
+    from orchestration.lineage import main as lineage
 
     assert lineage(["2", "--json", "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}"]) == 0
     traced = json.loads(capsys.readouterr().out)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from rec_pipeline.generate import GeneratorConfig, generate
-from rec_pipeline.readers import read_catalog, read_events
+from rec_pipeline.sources.canonical import read_catalog, read_events
 from rec_pipeline.splits import SplitConfig, make_splits
 from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from checks.suites import catalog_suite, events_suite, run_suite
+from rec_pipeline.expectations import catalog_suite, events_suite, run_suite
 from rec_pipeline.privacy import pseudonymise
 from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
 
@@ -39,7 +39,7 @@ def failed(outcome) -> set[tuple[str, str | None]]:
 
 
 def events_outcome(events, catalog):
-    return run_suite(events, "validated_events", events_suite(catalog["item_id"], SETTINGS.earliest_ts, SETTINGS.now))
+    return run_suite(events, "validated_events", events_suite(catalog["item_id"], SETTINGS.earliest, SETTINGS.now))
 
 
 def test_valid_tables_meet_every_expectation():

@@ -32,7 +32,7 @@ def reference_failures(rows: list[dict]) -> list[list[str]]:
                 ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
             except ValueError:
                 failed.append("invalid_ts")
-        if ts is not None and (ts < SETTINGS.earliest_ts or ts > NOW + SETTINGS.future_tolerance):
+        if ts is not None and (ts < SETTINGS.earliest or ts > SETTINGS.latest):
             failed.append("ts_out_of_window")
         if event_type != "search" and row["item_id"] in (None, ""):
             failed.append("missing_item_id")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ import torch
 
 from rec_pipeline.evaluation import Split
 from rec_pipeline.metrics import evaluate
-from rec_pipeline.ranker.model import HybridRanker, RankerConfig, season_features
+from rec_pipeline.ranker.model import HybridRanker, RankerConfig, season_features, window_season
 
 
 @dataclass(frozen=True)
@@ -247,3 +247,17 @@ def fit(
     else:
         result.best_epoch = len(result.epochs)
     return result
+
+
+def train_ranker(purchases, item_ids: np.ndarray, vectors: pd.DataFrame, catalog, model_config, train_config, validation=None, epochs=None):
+    """`fit` over `item_ids`, with their text vectors, side features and first-seen times; the item count and dims come
+    from the data."""
+    side, n_categories, n_bands = item_side_features(catalog, item_ids)
+    first_seen = catalog.drop_duplicates("item_id").set_index("item_id")["first_seen"].reindex(item_ids)
+    model_config = replace(model_config, n_items=len(item_ids), text_dim=vectors.shape[1], n_categories=n_categories, n_price_bands=n_bands)
+    item_vectors = vectors.loc[item_ids].to_numpy(np.float32)
+    return fit(purchases, item_ids, item_vectors, model_config, train_config, validation, max_epochs=epochs, item_side=side, item_first_seen=epoch_seconds(first_seen))
+
+
+def ranker_validation(split: Split, purchases_before_cut: pd.DataFrame, end: pd.Timestamp, history: int) -> Validation:
+    return Validation(split, split_histories(split, purchases_before_cut, history), window_season(split.cut, end))

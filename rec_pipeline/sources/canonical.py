@@ -8,9 +8,8 @@ quarantined with its line number and the parser's message instead of being lost.
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
-import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -23,46 +22,16 @@ from rec_pipeline.schema import (
     REQUIRED_EVENT_COLUMNS,
     DataFormatError,
 )
-from rec_pipeline.sources import SourceTable
+from rec_pipeline.sources.files import data_files, file_bytes, format_of, read_csv_strings
+from rec_pipeline.sources.table import SourceTable
 from rec_pipeline.validation import Rule, failing
 
-SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 MALFORMED = "malformed"  # column holding why a record could not be parsed (None when it could)
-
-
-def _format_of(path: Path) -> str | None:
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    for suffix in SUFFIXES:
-        if name.endswith(suffix):
-            return suffix.lstrip(".").replace("ndjson", "jsonl")
-    return None
-
-
-def data_files(path: str | Path) -> list[Path]:
-    """The readable files at `path` (a file, or a folder read in name order; hidden files are skipped)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataFormatError(str(path), "no such file or folder")
-    if path.is_file():
-        if _format_of(path) is None:
-            raise DataFormatError(str(path), f"unsupported file type; expected one of {', '.join(SUFFIXES)} (optionally .gz)")
-        return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and _format_of(p))
-    if not files:
-        raise DataFormatError(str(path), f"folder holds no {', '.join(SUFFIXES)} files")
-    return files
-
-
-def _open_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    return gzip.decompress(data) if path.name.lower().endswith(".gz") else data
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
     records: list[dict] = []
-    for number, line in enumerate(_open_bytes(path).split(b"\n"), start=1):
+    for number, line in enumerate(file_bytes(path).split(b"\n"), start=1):
         if not line.strip():
             continue
         # Undecodable bytes survive as surrogates, so the invalid_utf8 rule can name the field that holds them.
@@ -71,6 +40,9 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             record = json.loads(text)
         except json.JSONDecodeError as err:
             records.append({"source_row": number, MALFORMED: f"line is not valid JSON: {err.msg} at column {err.colno}"})
+            continue
+        except (ValueError, RecursionError) as err:  # an integer of over 4,300 digits; nesting deeper than the parser goes
+            records.append({"source_row": number, MALFORMED: f"line cannot be parsed: {str(err)[:120]}"})
             continue
         if not isinstance(record, dict):
             records.append({"source_row": number, MALFORMED: f"line is a JSON {type(record).__name__}, not an object"})
@@ -81,27 +53,6 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def read_csv_strings(path: Path) -> pd.DataFrame:
-    """Every field as a string ("" where empty), or a `DataFormatError` naming the file and what is wrong."""
-    try:
-        return pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            # utf-8-sig: a spreadsheet export may start with a byte-order mark, which would rename the first column.
-            encoding="utf-8-sig",
-            # Undecodable bytes survive as surrogates, so the invalid_utf8 rule can name the field holding them.
-            encoding_errors="surrogateescape",
-            compression="infer",
-        )
-    except pd.errors.EmptyDataError:
-        raise DataFormatError(str(path), "file is empty (no header row)") from None
-    except pd.errors.ParserError as err:
-        raise DataFormatError(str(path), f"broken CSV structure: {err}") from None
-    except (OSError, EOFError, zlib.error) as err:  # a damaged or truncated gzip stream
-        raise DataFormatError(str(path), f"cannot be decompressed: {err}") from None
-
-
 def _read_csv(path: Path) -> pd.DataFrame:
     frame = read_csv_strings(path).astype(object)
     frame = frame.where(frame != "", None)
@@ -110,8 +61,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    data = file_bytes(path)
     try:
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(io.BytesIO(data))
     except Exception as err:  # pyarrow raises several unrelated types for a damaged file
         raise DataFormatError(str(path), f"not a readable Parquet file: {err}") from None
     frame["source_row"] = range(1, len(frame) + 1)
@@ -136,18 +88,18 @@ def _read_files(path: str | Path, columns: Sequence[str], required: Sequence[str
         name = str(file.relative_to(root))
         if file.stat().st_size == 0:
             raise DataFormatError(name, "file is empty (0 bytes)")
-        frame = _READERS[_format_of(file)](file)
+        frame = _READERS[format_of(file)](file)
         if frame.empty:
             raise DataFormatError(name, "file has no data rows")
         parsed = frame[MALFORMED].isna() if MALFORMED in frame.columns else pd.Series(True, index=frame.index)
-        present = [c for c in frame.columns if frame.loc[parsed, c].notna().any()] if _format_of(file) == "jsonl" else list(frame.columns)
+        present = [c for c in frame.columns if frame.loc[parsed, c].notna().any()] if format_of(file) == "jsonl" else list(frame.columns)
         missing = [c for c in required if c not in present]
         if missing:
-            where = "no record has" if _format_of(file) == "jsonl" else "missing column(s)"
+            where = "no record has" if format_of(file) == "jsonl" else "missing column(s)"
             raise DataFormatError(
                 name,
                 f"{where} {', '.join(repr(c) for c in missing)}; found: {', '.join(c for c in frame.columns if c != 'source_row') or 'nothing'}",
-                row=1 if _format_of(file) != "jsonl" else None,
+                row=1 if format_of(file) != "jsonl" else None,
                 field=missing[0],
             )
         frame["source_file"] = name
@@ -178,20 +130,3 @@ def read_events(path: str | Path) -> SourceTable:
 def read_catalog(path: str | Path) -> SourceTable:
     """The canonical item catalog from a file or a folder of files."""
     return _read_files(path, CATALOG_COLUMNS, REQUIRED_CATALOG_COLUMNS)
-
-
-FORMATS = ("canonical", "online_retail")
-
-
-def read_source(table: str, path: str | Path, format: str = "canonical") -> SourceTable:
-    """`table` ("events" or "catalog") of a data source in one of `FORMATS`."""
-    if format not in FORMATS:
-        raise ValueError(f"unknown data format {format!r}; expected one of {', '.join(FORMATS)}")
-    if table not in ("events", "catalog"):
-        raise ValueError(f"unknown table {table!r}; expected 'events' or 'catalog'")
-    if format == "online_retail":
-        from rec_pipeline.online_retail import load_online_retail
-
-        events, catalog = load_online_retail(path)
-        return events if table == "events" else catalog
-    return read_events(path) if table == "events" else read_catalog(path)

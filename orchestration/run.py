@@ -1,4 +1,4 @@
-"""`python -m assets.run` (or `rec-pipeline demo`): materialise assets through Dagster, then summarise.
+"""`python -m orchestration.run` (or `rec-pipeline demo`): materialise assets through Dagster, then summarise.
 
 Runs on the embedded default data, generated into data/raw on first use, or on UCI Online Retail landed from
 ../shared. Runs go into the on-disk instance in DAGSTER_HOME (default .dagster_home), so `dagster dev` shows them.
@@ -61,7 +61,7 @@ def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] 
     os.environ.setdefault("DAGSTER_HOME", str(ROOT / ".dagster_home"))
     import dagster as dg
 
-    from assets.definitions import build_definitions, default_resources
+    from orchestration.definitions import build_definitions, default_resources
     from assets.resources import RawDataSource, ValidationPolicy
 
     resources = default_resources(str(ROOT))

@@ -12,14 +12,16 @@ kept in `src_*` columns so the rules, and anyone reading the quarantine, see the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rec_pipeline.readers import read_csv_strings
 from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS, PROVENANCE_COLUMNS, DataFormatError
-from rec_pipeline.sources import SourceTable
+from rec_pipeline.sources.files import read_csv_strings
+from rec_pipeline.sources.table import SourceTable
+from rec_pipeline.storage import atomic_path, file_sha256, write_parquet
 from rec_pipeline.validation import Rule, failing, per_distinct
 
 # The file's columns and the names they keep beside the canonical ones.
@@ -47,9 +49,41 @@ PRODUCT_CODE = r"^\d{5}"
 # Loading
 
 
-def load_online_retail(path: str | Path) -> tuple[SourceTable, SourceTable]:
-    """Events (one per invoice line) and catalog (one per upper-cased StockCode) from a `.csv` or `.csv.gz` file."""
+def shared_copy(project_root: str | Path) -> Path:
+    """Where the project's machines keep the file: `../shared/data/online_retail/` beside the checkout."""
+    return Path(project_root).resolve().parent / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
+
+
+def load_online_retail(path: str | Path, cache_dir: str | Path | None = None) -> tuple[SourceTable, SourceTable]:
+    """Events (one per invoice line) and catalog (one per upper-cased StockCode) from a `.csv` or `.csv.gz` file.
+
+    With `cache_dir`, the two tables are kept there as Parquet under the file's sha256, so the run's readers (the raw
+    assets and both validations) parse the 540k lines once: 4 parses of about 6 s each became 1 and 3 Parquet reads.
+    """
     path = Path(path)
+    if cache_dir is None:
+        return _parse(path)
+    if not path.is_file():
+        raise DataFormatError(str(path), "no such file")
+    stem = Path(cache_dir) / f"online_retail-{file_sha256(path)[:16]}"
+    files = {"events": stem.with_name(stem.name + "-events.parquet"), "catalog": stem.with_name(stem.name + "-catalog.parquet")}
+    stats_file = stem.with_name(stem.name + "-stats.json")
+    if all(f.exists() for f in files.values()) and stats_file.exists():
+        stats = json.loads(stats_file.read_text())
+        events, catalog = (pd.read_parquet(files[t]).astype({"source_row": "int64"}) for t in ("events", "catalog"))
+        return (
+            SourceTable(events, [str(path)], EVENT_RULES, stats["events"]),
+            SourceTable(catalog, [str(path)], CATALOG_RULES, stats["catalog"]),
+        )
+    events, catalog = _parse(path)
+    write_parquet(events.frame, files["events"])
+    write_parquet(catalog.frame, files["catalog"])
+    with atomic_path(stats_file) as tmp:
+        tmp.write_text(json.dumps({"events": events.stats, "catalog": catalog.stats}))
+    return events, catalog
+
+
+def _parse(path: Path) -> tuple[SourceTable, SourceTable]:
     lines = _read_lines(path)
     utc_times = _local_to_utc(lines["InvoiceDate"])
     events = SourceTable(

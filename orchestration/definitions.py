@@ -11,7 +11,7 @@ from assets.ingest import item_catalog, raw_events
 from assets.ranker import ranker
 from assets.report import eval_report
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
-from assets.sensors import retraining
+from orchestration.sensors import retraining
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
 from checks.export_checks import onnx_parity

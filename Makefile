@@ -21,7 +21,7 @@ test: $(BIN)/rec-pipeline
 	$(BIN)/python -m pytest
 
 ui: $(BIN)/rec-pipeline
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/python -m dagster dev -w workspace.yaml
 
 mlflow: $(BIN)/rec-pipeline
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000

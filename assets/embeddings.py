@@ -1,27 +1,21 @@
 """`item_embeddings`: one L2-normalised vector per validated catalog item, from a transformer over the item's text."""
 
 import hashlib
-from typing import Literal
 
 import dagster as dg
 import pandas as pd
 
+from assets.config import from_dataclasses
 from assets.gpu import GPU_POOL, gpu_op_tags
 from assets.resources import ComputeDevice, ProjectStore
 from assets.validation import validated_catalog
-from rec_pipeline.embeddings import DEFAULT_TEXT_FIELDS, EmbeddingCache, embed_items, write_vectors
-from rec_pipeline.encoders import DEFAULT_MODEL, EncoderConfig, TextEncoder
+from rec_pipeline.embeddings import EmbeddingCache, ItemTextConfig, embed_items, write_vectors
+from rec_pipeline.encoders import EncoderConfig, TextEncoder
+from rec_pipeline.settings import from_settings
 
 
-class EmbeddingConfig(dg.Config):
-    model: str = DEFAULT_MODEL  # the packaged all-MiniLM-L6-v2, a local folder, or a Hugging Face id in the local cache
-    pooling: Literal["mean", "cls", "last_token"] = "mean"  # last_token: decoder-LLM embedders
-    prefix: str = ""  # e.g. "passage: " for E5-style models
-    max_length: int = 256
-    batch_size: int = 64
-    backend: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX Runtime on the CPU, PyTorch on a GPU
-    text_fields: list[str] = list(DEFAULT_TEXT_FIELDS)
-    separator: str = ". "
+# The encoder's and the item text's settings; device and threads come from the `compute` resource.
+EmbeddingConfig = from_dataclasses("EmbeddingConfig", EncoderConfig, ItemTextConfig, exclude=("device", "threads"))
 
 
 @dg.asset(
@@ -35,22 +29,10 @@ def item_embeddings(
     context: dg.AssetExecutionContext, config: EmbeddingConfig, store: ProjectStore, compute: ComputeDevice
 ) -> dg.MaterializeResult:
     """Text vectors for every item, cold-start ones included: only items whose text is new to this model are encoded."""
-    encoder = TextEncoder(
-        EncoderConfig(
-            model=config.model,
-            pooling=config.pooling,
-            prefix=config.prefix,
-            max_length=config.max_length,
-            batch_size=config.batch_size,
-            backend=config.backend,
-            device=compute.device,
-            threads=compute.threads,
-        ),
-        onnx_dir=store.data_path("models"),
-    )
+    encoder = TextEncoder(from_settings(EncoderConfig, config, device=compute.device, threads=compute.threads), onnx_dir=store.data_path("models"))
     catalog = pd.read_parquet(store.validated_path("catalog"))
     cache = EmbeddingCache(store.data_path("embeddings", "cache", f"{encoder.fingerprint}.parquet"), encoder.dim)
-    run = embed_items(catalog, encoder, cache, config.text_fields, config.separator)
+    run = embed_items(catalog, encoder, cache, from_settings(ItemTextConfig, config))
     if run.encoded_now:
         cache.save()
     path = write_vectors(store.data_path("embeddings", "item_embeddings.parquet"), {"item_id": run.item_ids, "text_hash": run.text_hashes}, run.vectors)
@@ -60,9 +42,7 @@ def item_embeddings(
     for item_id, digest in zip(run.item_ids, run.text_hashes):
         version.update(f"{item_id}\t{digest}\n".encode())
     described = encoder.describe()
-    device = described["device"]
-    if device == "cpu" and compute.device == "auto":
-        device = "cpu (no CUDA device visible)"
+    device = compute.describe()
     context.log.info(
         f"{len(run.item_ids):,} items: {run.encoded_now:,} encoded, {run.reused:,} reused, "
         f"with {config.model} ({described['backend']} on {device})"

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.gpu import GPU_POOL, gpu_op_tags
-from assets.metadata import latest_metadata
+from assets.metadata import consumed
 from assets.ranker import ranker
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from rec_pipeline.ranker import export
@@ -37,7 +37,7 @@ def ranker_onnx(
     export.record_parity(folder, probes)
 
     registered = {}
-    ranker_run = latest_metadata(context.instance, ranker).get("mlflow_run_id")
+    ranker_run = consumed(context, ranker).metadata.get("mlflow_run_id")
     if config.register_model:
         registered = _register(context, mlflow_tracking, store, folder, ranker_dir, ranker_run, config.registered_model)
     return dg.MaterializeResult(

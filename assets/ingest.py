@@ -12,7 +12,7 @@ from rec_pipeline.versioning import dvc_track
 def _land(context: dg.AssetExecutionContext, table: str, raw_path: str, store: ProjectStore, source: RawDataSource) -> dg.MaterializeResult:
     path = store.resolve(raw_path)
     md5 = dvc_track(path, store.root_path())
-    rows = read_source(table, path, source.format)
+    rows = read_source(table, path, source.format, source.cache_dir(store))
     files = data_files(path)
     metadata = {
         "dvc_md5": dg.MetadataValue.text(md5),

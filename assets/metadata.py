@@ -1,7 +1,8 @@
-"""Metadata shared by assets and checks: Markdown tables a person reads in the Dagster UI, and what upstream assets
-recorded in their latest materialisation."""
+"""Metadata shared by assets and checks: Markdown tables a person reads in the Dagster UI, and what the upstream
+materialisations a step read recorded."""
 
 
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 import dagster as dg
@@ -43,21 +44,28 @@ def quarantine_sample(quarantine: pd.DataFrame, per_rule: int = 2, columns: list
     return markdown_table(shown.to_dict("records"), columns)
 
 
-def latest_metadata(instance: dg.DagsterInstance, asset) -> dict:
-    """The metadata values of `asset`'s latest materialisation ({} if it has none)."""
-    event = instance.get_latest_materialization_event(asset.key)
-    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    return {key: value.value for key, value in metadata.items()}
+@dataclass(frozen=True)
+class Consumed:
+    """The materialisation of an upstream asset that a step read: the one Dagster records on the step's own
+    materialisation as its input event pointer (what `rec-pipeline lineage` follows), never merely the latest."""
+
+    storage_id: int | None
+    data_version: str
+    metadata: dict
 
 
-def latest_data_versions(instance: dg.DagsterInstance, assets: list) -> dict[str, str]:
-    """The data version each asset's latest materialisation recorded."""
-    versions = {}
-    for asset in assets:
-        event = instance.get_latest_materialization_event(asset.key)
-        tags = event.asset_materialization.tags if event and event.asset_materialization else {}
-        versions[asset.key.to_user_string()] = (tags or {}).get("dagster/data_version", "unknown")
-    return versions
+def consumed(context: dg.AssetExecutionContext, asset) -> Consumed:
+    # The step's input version info is what Dagster fetched before the step ran and writes as the
+    # dagster/input_event_pointer/<asset> tag; a materialisation landing mid-step does not change it.
+    info = context.get_step_execution_context().maybe_fetch_and_get_input_asset_version_info(asset.key)
+    if info is None:
+        return Consumed(None, "unknown", {})
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset.key, storage_ids=[info.storage_id]), limit=1
+    ).records
+    event = records[0].asset_materialization if records else None
+    metadata = {key: value.value for key, value in event.metadata.items()} if event else {}
+    return Consumed(info.storage_id, info.data_version.value if info.data_version else "unknown", metadata)
 
 
 def mlflow_metric_name(name: str) -> str:

@@ -2,15 +2,14 @@
 
 import json
 from dataclasses import asdict
-from typing import Literal
-
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from assets.embeddings import item_embeddings
+from assets.config import from_dataclasses
 from assets.gpu import GPU_POOL, gpu_op_tags
-from assets.metadata import latest_data_versions, markdown_table, mlflow_metric_name
+from assets.metadata import consumed, markdown_table, mlflow_metric_name
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
@@ -21,26 +20,17 @@ from rec_pipeline.ranker.train import ranker_validation, train_ranker
 from rec_pipeline.ranker.model import RankerConfig, save_ranker
 from rec_pipeline.ranker.train import TrainConfig, score
 from rec_pipeline.versioning import git_commit
+from rec_pipeline.settings import from_settings
 
 
-class RankerTrainingConfig(dg.Config):
-    # Which interactions are positives: the default logs have 20x more clicks and carts than purchases.
-    positive_events: list[str] = ["purchase", "add_to_cart", "click"]
-    dim: int = 128
-    history: int = 200
-    pooling: Literal["mean", "attention"] = "mean"
-    id_dropout: float = 0.25
-    seasonal: bool = True
-    temperature: float = 0.2
-    epochs: int = 10  # the schedule's length: the learning rate decays linearly to zero over it
-    batch_size: int = 512
-    lr: float = 2e-3
-    patience: int = 3
-    tolerance: float = 0.05
+class RankerTrainingConfig(from_dataclasses(
+    "RankerSettings", RankerConfig, TrainConfig,
+    # From the data (item count, text and side-feature sizes) and from the `compute` resource (device, threads).
+    exclude=("n_items", "text_dim", "n_categories", "n_price_bands", "threads", "device"),
+)):
     # The evaluation protocol: once validation has picked the epoch count, refit on train + validation over every
     # catalog item, so the model that ships has seen the latest data. False keeps the model trained on train alone.
     refit: bool = True
-    seed: int = 0
 
 
 @dg.asset(
@@ -60,40 +50,36 @@ def ranker(
     """Scores every (user, item): warm items from IDs and text, cold items from text; one MLflow run per materialisation.
 
     Validation picks the epoch count (the tuning fit on train); the kept model is then refit with that many epochs on
-    everything before the validation cut, over the whole catalog, as the evaluation protocol fits its final models.
+    everything before the test start, over the whole catalog, as the evaluation protocol fits its final models.
     """
     interactions = pd.read_parquet(store.data_path("splits", "interactions.parquet"))
     catalog = pd.read_parquet(store.validated_path("catalog"))
     keys, matrix = read_vectors(store.data_path("embeddings", "item_embeddings.parquet"))
     vectors = pd.DataFrame(matrix, index=keys["item_id"])
     summary = json.loads(store.data_path("splits", "summary.json").read_text())
-    train_cut, validation_cut = pd.Timestamp(summary["train_cut"]), pd.Timestamp(summary["validation_cut"])
+    validation_start, test_start = pd.Timestamp(summary["validation_start"]), pd.Timestamp(summary["test_start"])
 
-    positives = interactions[interactions["event_type"].isin(config.positive_events) & (interactions["split"] != "test")]
-    positives = positives[["user_id", "item_id", "ts"]]
-    split = temporal_split(positives, train_cut, end=validation_cut, catalog=catalog)
-    train = positives[positives["ts"] < train_cut]
+    # The interactions are the positive events (training_splits' config); test stays unseen.
+    positives = interactions.loc[interactions["split"] != "test", ["user_id", "item_id", "ts"]]
+    split = temporal_split(positives, validation_start, end=test_start, catalog=catalog)
+    train = positives[positives["ts"] < validation_start]
     # Item count, text size and side-feature sizes come from the data (train_ranker fills them in).
-    model_config = RankerConfig(
-        n_items=0, dim=config.dim, history=config.history, pooling=config.pooling, id_dropout=config.id_dropout, seasonal=config.seasonal,
-        temperature=config.temperature,
-    )
+    model_config = from_settings(RankerConfig, config, n_items=0)
     device = compute.torch_device()
-    train_config = TrainConfig(
-        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, patience=config.patience,
-        tolerance=config.tolerance, seed=config.seed, threads=compute.threads, device=device,
-    )
-    validation = ranker_validation(split, train, validation_cut, config.history)
+    train_config = from_settings(TrainConfig, config, threads=compute.threads, device=device)
+    validation = ranker_validation(split, train, test_start, model_config.history)
 
     mlflow = mlflow_tracking.start(store)
-    data_versions = latest_data_versions(context.instance, [training_splits, item_embeddings, validated_catalog])
+    inputs = {asset.key.to_user_string(): consumed(context, asset) for asset in (training_splits, item_embeddings, validated_catalog)}
+    data_versions = {name: c.data_version for name, c in inputs.items()}
     commit = git_commit(store.root_path())
     tags = {
         "dagster_run_id": context.run.run_id, "dagster_asset": "ranker", "git_commit": commit,
         **{f"data_version.{k}": v for k, v in data_versions.items()},
+        **{f"dagster_input_event.{k}": str(c.storage_id) for k, c in inputs.items()},
     }
     with mlflow.start_run(run_name=f"ranker-{context.run.run_id[:8]}", tags=tags) as run:
-        mlflow.log_params({"positive_events": ",".join(config.positive_events), "train_cut": train_cut.isoformat(), "validation_cut": validation_cut.isoformat()})
+        mlflow.log_params({"positive_events": ",".join(summary["positive_events"]), "validation_start": validation_start.isoformat(), "test_start": test_start.isoformat()})
         result = train_ranker(train, split.item_ids, vectors, catalog, model_config, train_config, validation)
         for record in result.epochs:
             mlflow.log_metrics({"epoch_" + mlflow_metric_name(k): float(v) for k, v in record.items() if k != "epoch"}, step=record["epoch"])
@@ -102,8 +88,8 @@ def ranker(
         shipped, item_ids = result, split.item_ids
         if config.refit:
             item_ids = np.array(sorted(catalog["item_id"].unique()), dtype=object)
-            before_validation_cut = positives[positives["ts"] < validation_cut]
-            shipped = train_ranker(before_validation_cut, item_ids, vectors, catalog, model_config, train_config, epochs=result.best_epoch)
+            before_test = positives[positives["ts"] < test_start]
+            shipped = train_ranker(before_test, item_ids, vectors, catalog, model_config, train_config, epochs=result.best_epoch)
         mlflow.log_params({
             **{f"model.{k}": v for k, v in asdict(shipped.model.config).items()},
             **{f"train.{k}": v for k, v in asdict(train_config).items()},
@@ -129,7 +115,7 @@ def ranker(
             "best_epoch": result.best_epoch,
             "epochs_run": len(result.epochs),
             "training_examples": result.examples,
-            "positive_events": ",".join(config.positive_events),
+            "positive_events": ", ".join(summary["positive_events"]),
             "git_commit": commit,
             "refit": config.refit,
             "shipped_trained_on": "train + validation" if config.refit else "train",

@@ -9,8 +9,8 @@ import pandas as pd
 
 from assets.embeddings import item_embeddings
 from assets.export import ranker_onnx
-from assets.metadata import latest_data_versions, latest_metadata, mlflow_metric_name
-from assets.ranker import ranker
+from assets.config import from_dataclasses
+from assets.metadata import consumed, mlflow_metric_name
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
@@ -23,16 +23,13 @@ from rec_pipeline.ranker.model import window_season
 from rec_pipeline.registry import CHAMPION, champion_version, client_for, load_version
 from rec_pipeline.report_html import markdown_summary, plots, render_html, score_sample, write_report
 from rec_pipeline.versioning import git_commit
+from rec_pipeline.settings import from_settings
 
 # Models whose scores are on a scale worth plotting (random and popularity are uniform or counts).
 DISTRIBUTION_MODELS = ("ranker", "champion", "als", "content_knn")
 
 
-class EvalReportConfig(dg.Config):
-    primary_metric: str = "ndcg@20"  # what the champion/challenger gate compares
-    primary_segment: str = "all"  # all, warm_items, cold_items or new_users
-    bootstrap_resamples: int = 1000
-    seed: int = 0
+EvalReportConfig = from_dataclasses("EvalReportConfig", rp.ReportConfig)
 
 
 @dg.asset(
@@ -46,30 +43,29 @@ def eval_report(
     """Recall/NDCG/HitRate@10/20/50, MRR and coverage for the segments all, warm items, cold-start items and new users,
     the ranker against random, popularity, recent popularity, ALS and content-kNN; the champion is re-scored on the
     same split and the alias moves only if the challenger beats it by more than the confidence interval."""
-    ranker_meta, export_meta = latest_metadata(context.instance, ranker), latest_metadata(context.instance, ranker_onnx)
+    inputs = {asset.key.to_user_string(): consumed(context, asset) for asset in (ranker_onnx, training_splits, item_embeddings, validated_catalog)}
+    export_meta = inputs["ranker_onnx"].metadata
     bundle = store.data_path("models", "ranker_onnx")
     if export_meta.get("onnx_sha256") != file_sha256(bundle / ONNX_FILE):
-        raise ValueError(f"{bundle / ONNX_FILE} is not the export ranker_onnx last recorded: materialise ranker_onnx again")
-    if "positive_events" not in ranker_meta:
-        raise ValueError("the ranker's latest materialisation records no positive_events: materialise ranker again")
-    positive_events = str(ranker_meta["positive_events"]).split(",")
+        raise ValueError(f"{bundle / ONNX_FILE} is not the export this run's ranker_onnx recorded: materialise ranker_onnx again")
 
-    interactions = pd.read_parquet(store.data_path("splits", "interactions.parquet"), columns=["user_id", "item_id", "ts", "event_type"])
-    positives = interactions.loc[interactions["event_type"].isin(positive_events), ["user_id", "item_id", "ts"]]
+    # The interactions are the positive events, as training_splits defined them for the ranker too.
+    interactions = pd.read_parquet(store.data_path("splits", "interactions.parquet"), columns=["user_id", "item_id", "ts"])
     catalog = pd.read_parquet(store.validated_path("catalog"))
     users = pd.read_parquet(store.data_path("splits", "users.parquet"))
     keys, matrix = read_vectors(store.data_path("embeddings", "item_embeddings.parquet"))
     vectors = pd.DataFrame(matrix, index=keys["item_id"])
     summary = json.loads(store.data_path("splits", "summary.json").read_text())
-    train_cut, test_cut = pd.Timestamp(summary["train_cut"]), pd.Timestamp(summary["validation_cut"])
+    validation_start, test_start = pd.Timestamp(summary["validation_start"]), pd.Timestamp(summary["test_start"])
 
-    # The protocol: train is everything before the test cut; the validation window before it tunes ALS.
-    split = temporal_split(positives, test_cut, catalog=catalog)
-    validation = temporal_split(positives, train_cut, end=test_cut, catalog=catalog)
-    before_cut = positives[positives["ts"] < test_cut]
-    season = window_season(test_cut, positives["ts"].max() + pd.Timedelta(seconds=1))
+    # The protocol: train is everything before the test start; the validation window before it tunes ALS.
+    split = temporal_split(interactions, test_start, catalog=catalog)
+    validation = temporal_split(interactions, validation_start, end=test_start, catalog=catalog)
+    before_test = interactions[interactions["ts"] < test_start]
+    season = window_season(test_start, interactions["ts"].max() + pd.Timedelta(seconds=1))
+    report_config = from_settings(rp.ReportConfig, config)
 
-    scores = {"ranker": rp.onnx_scores(OnnxRanker.from_bundle(bundle, compute.threads), split, before_cut, season)}
+    scores = {"ranker": rp.onnx_scores(OnnxRanker.from_bundle(bundle, compute.threads), split, before_test, season)}
     name, version = export_meta.get("registered_model"), export_meta.get("registered_version")
     champion = None
     if version is not None:
@@ -77,13 +73,15 @@ def eval_report(
         client = client_for(uri)
         champion = champion_version(client, name)
         if champion is not None and champion != version:
-            scores["champion"] = rp.onnx_scores(load_version(uri, name, champion, compute.threads), split, before_cut, season)
+            scores["champion"] = rp.onnx_scores(load_version(uri, name, champion, compute.threads), split, before_test, season)
     baselines, als_params = rp.baseline_scores(
-        split, validation, before_cut, vectors.loc[split.item_ids].to_numpy(np.float32), train_cut, config.seed, compute.threads
+        split, validation, before_test, vectors.loc[split.item_ids].to_numpy(np.float32), validation_start, config.seed, compute.threads
     )
     scores.update(baselines)
     views = rp.segment_views(split, users.loc[users["new"], "user_id"])
-    report = rp.build_report(scores, views, config.bootstrap_resamples, config.seed)
+    report = rp.build_report(scores, views, report_config)
+    for warning in report.warnings:
+        context.log.warning(warning)
 
     decision = None
     if version is not None:
@@ -100,10 +98,10 @@ def eval_report(
         "champion before this report": f"version {champion}" if champion else "none",
         "ONNX sha256": export_meta["onnx_sha256"],
         "ranker weights sha256": export_meta.get("ranker_weights_sha256", "unknown"),
-        "ranker MLflow run": ranker_meta.get("mlflow_run_id", "unknown"),
-        **{f"data version: {k}": v for k, v in latest_data_versions(context.instance, [training_splits, item_embeddings, validated_catalog]).items()},
-        "positives": ", ".join(positive_events),
-        "test window": f"{test_cut.date()} to {positives['ts'].max().date()} (train before it; ALS tuned on {train_cut.date()} to {test_cut.date()})",
+        "ranker MLflow run": export_meta.get("ranker_mlflow_run_id", "unknown"),
+        **{f"data version: {k}": c.data_version for k, c in inputs.items() if k != "ranker_onnx"},
+        "positives": ", ".join(summary["positive_events"]),
+        "test window": f"{test_start.date()} to {interactions['ts'].max().date()} (train before it; ALS tuned on {validation_start.date()} to {test_start.date()})",
         "ALS chosen on validation": f"factors {als_params.factors}, regularisation {als_params.regularization}",
         "items / cold-start items": f"{len(split.item_ids):,} / {int(split.cold_items.sum()):,}",
     }
@@ -116,8 +114,8 @@ def eval_report(
     write_report(folder, render_html(report, decision, versions, images, "rec_pipeline evaluation report"), markdown, images, figures)
 
     headline = _headline(report)
-    ranker_run = ranker_meta.get("mlflow_run_id")
-    if ranker_run:
+    ranker_run = export_meta.get("ranker_mlflow_run_id")
+    if ranker_run and ranker_run != "none":
         mlflow = mlflow_tracking.start(store)
         with mlflow.start_run(run_id=ranker_run):
             mlflow.log_metrics({f"test_{mlflow_metric_name(k)}": v for k, v in headline.items()})
@@ -129,6 +127,9 @@ def eval_report(
             "summary": dg.MetadataValue.md(markdown),
             **headline,
             "test_users": report.segments["all"],
+            "warnings": dg.MetadataValue.md("\n".join(f"- **{w}**" for w in report.warnings) or "none: every segment has at least "
+                                            f"{report.min_segment_users:,} test users"),
+            "segments_with_too_few_users": len(report.small_segments),
             **{f"{segment}_users": n for segment, n in report.segments.items() if segment != "all"},
             "gate_decision": ("promoted" if decision.promote else "not promoted") if decision else "no gate: model not registered",
             "gate_reason": decision.reason if decision else "ranker_onnx did not register the model",

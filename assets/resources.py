@@ -7,8 +7,12 @@ from typing import Literal
 import dagster as dg
 import pandas as pd
 
-from rec_pipeline.privacy import SALT_ENV_VAR, load_salt
+from assets.config import from_dataclasses
+from rec_pipeline.compute import Device, describe_device, resolve_device
+from rec_pipeline.privacy import SALT_ENV_VAR, SALT_FILE, load_salt
+from rec_pipeline.schema import FORMATS
 from rec_pipeline.validation import ValidationSettings
+from rec_pipeline.settings import from_settings
 
 
 class ProjectStore(dg.ConfigurableResource):
@@ -38,56 +42,44 @@ class ProjectStore(dg.ConfigurableResource):
 class RawDataSource(dg.ConfigurableResource):
     """Where raw data lands and its format: the canonical schema, or the UCI Online Retail CSV (both tables in one file)."""
 
-    format: Literal["canonical", "online_retail"] = "canonical"
+    format: Literal[FORMATS] = "canonical"
     events_path: str = "data/raw/events"
     catalog_path: str = "data/raw/catalog"
 
+    def cache_dir(self, store: "ProjectStore") -> Path:
+        """Where a source that holds both tables in one file keeps its parse, so a run parses it once."""
+        return store.data_path("cache", "sources")
 
-class ValidationPolicy(dg.ConfigurableResource):
-    """Limits applied to every row, and the quarantined share above which the blocking checks fail."""
 
-    max_quarantine_share: float = 0.05
-    earliest_ts: str = "2000-01-01"
-    future_tolerance_minutes: float = 5.0
-    max_title_chars: int = 1_000
-    max_description_chars: int = 20_000
-    max_query_chars: int = 1_000
+class ValidationPolicy(from_dataclasses("ValidationPolicyFields", ValidationSettings, exclude=("now",), base=dg.ConfigurableResource)):
+    """Limits applied to every row, and the quarantined share above which the blocking checks fail (the fields and
+    defaults of rec_pipeline.validation.ValidationSettings)."""
 
-    def settings(self, now: pd.Timestamp) -> ValidationSettings:
-        return ValidationSettings(
-            now=now,
-            earliest_ts=pd.Timestamp(self.earliest_ts, tz="UTC"),
-            future_tolerance=pd.Timedelta(minutes=self.future_tolerance_minutes),
-            max_title_chars=self.max_title_chars,
-            max_description_chars=self.max_description_chars,
-            max_query_chars=self.max_query_chars,
-        )
+    def settings(self, now: pd.Timestamp | None = None) -> ValidationSettings:
+        return from_settings(ValidationSettings, self, now=now if now is not None else pd.Timestamp.now(tz="UTC"))
 
 
 class UserPseudonymiser(dg.ConfigurableResource):
     """The salt for user-id pseudonyms: from the environment variable if set, else a random salt kept in a file."""
 
     salt_env_var: str = SALT_ENV_VAR
-    salt_file: str = "data/.user_id_salt"
 
-    def salt(self, store: ProjectStore) -> str:
-        return load_salt(store.resolve(self.salt_file), self.salt_env_var)
+    def salt(self, store: "ProjectStore") -> str:
+        return load_salt(store.data_path(SALT_FILE), self.salt_env_var)
 
 
 class ComputeDevice(dg.ConfigurableResource):
-    """Where model code runs: `auto` takes a CUDA GPU when one is visible (at bf16/fp16), else the CPU."""
+    """Where model code runs: `auto` takes a CUDA GPU when one is visible (at bf16/fp16), else the CPU; `cuda` without
+    one is an error (rec_pipeline.compute, which the encoder uses too)."""
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = "auto"
     threads: int = 0  # CPU threads; 0: every core
 
     def torch_device(self) -> str:
-        import torch
-
-        return "cuda" if self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available()) else "cpu"
+        return resolve_device(self.device)
 
     def describe(self) -> str:
-        device = self.torch_device()
-        return "cpu (no CUDA device visible)" if device == "cpu" and self.device == "auto" else device
+        return describe_device(self.device)
 
 
 class MlflowTracking(dg.ConfigurableResource):

@@ -44,8 +44,8 @@ def validated_catalog(
     context: dg.AssetExecutionContext, store: ProjectStore, source: RawDataSource, policy: ValidationPolicy
 ) -> dg.MaterializeResult:
     """Catalog rows that pass every rule, typed; the rest in a quarantine table with rule and reason."""
-    rows = read_source("catalog", store.resolve(source.catalog_path), source.format)
-    result = validate_catalog(rows.frame, policy.settings(pd.Timestamp.now(tz="UTC")), rows.rules)
+    rows = read_source("catalog", store.resolve(source.catalog_path), source.format, source.cache_dir(store))
+    result = validate_catalog(rows.frame, policy.settings(), rows.rules)
     return _publish(context, "catalog", result, store, rows.stats)
 
 
@@ -58,9 +58,9 @@ def validated_events(
     pseudonymiser: UserPseudonymiser,
 ) -> dg.MaterializeResult:
     """Events that pass every rule (known item, no future timestamp, ...), with pseudonymous user ids; the rest quarantined."""
-    rows = read_source("events", store.resolve(source.events_path), source.format)
+    rows = read_source("events", store.resolve(source.events_path), source.format, source.cache_dir(store))
     catalog_ids = pd.read_parquet(store.validated_path("catalog"), columns=["item_id"])["item_id"]
-    result = validate_events(rows.frame, catalog_ids, policy.settings(pd.Timestamp.now(tz="UTC")), rows.rules)
+    result = validate_events(rows.frame, catalog_ids, policy.settings(), rows.rules)
     # Raw user ids stop here: neither the valid nor the quarantined table, nor any metadata, carries them.
     salt = pseudonymiser.salt(store)
     result.valid["user_id"] = pseudonymise(result.valid["user_id"], salt)

@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rec_pipeline.embeddings import EmbeddingCache, embed_items, item_texts
+from rec_pipeline.embeddings import EmbeddingCache, ItemTextConfig, embed_items, item_texts
 from rec_pipeline.encoders import DEFAULT_MODEL, EncoderConfig, TextEncoder, clean_text, model_folder
+from rec_pipeline.sources.online_retail import shared_copy
 
-ONLINE_RETAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
+ONLINE_RETAIL = shared_copy(Path(__file__).resolve().parents[1])
 
 
 def benchmark_texts(source: str) -> tuple[str, list[str]]:
@@ -60,7 +61,7 @@ def incremental_fraction(config: EncoderConfig, texts: list[str], folder: Path) 
         started = time.perf_counter()
         encoder = TextEncoder(config, onnx_dir=folder)
         cache = EmbeddingCache(cache_file, encoder.dim)
-        run = embed_items(items, encoder, cache, fields=["title"])
+        run = embed_items(items, encoder, cache, ItemTextConfig(("title",)))
         cache.save()
         return time.perf_counter() - started, run.encoded_now
 

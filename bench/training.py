@@ -21,11 +21,12 @@ import pandas as pd
 import torch
 
 from rec_pipeline.evaluation import ALSParams, als_scores, temporal_split
-from rec_pipeline.protocol import DATASETS, load_dataset
+from rec_pipeline.datasets import DATASETS, load_dataset
 from rec_pipeline.ranker.model import RankerConfig
 from rec_pipeline.ranker.train import TrainConfig, train_ranker
+from rec_pipeline.sources.online_retail import shared_copy
 
-ONLINE_RETAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
+ONLINE_RETAIL = shared_copy(Path(__file__).resolve().parents[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     positives, catalog, vectors = load_dataset(args.data, args.data_dir, ONLINE_RETAIL, args.threads)
-    split = temporal_split(positives, DATASETS[args.data].cut, catalog=catalog)
+    split = temporal_split(positives, DATASETS[args.data].test_start, catalog=catalog)
     before_cut = positives[positives["ts"] < split.cut]
 
     started = time.perf_counter()

@@ -1,9 +1,11 @@
-"""The Definitions loaded by workspace.yaml: every asset, its checks, the resources, and the `main` job."""
+"""The Definitions loaded by workspace.yaml: every asset, its checks, the resources, and the `main` job, configured by
+the project's config file when `REC_PIPELINE_CONFIG` names one (orchestration/config.py)."""
 
 
 import os
 
 import dagster as dg
+import pydantic
 
 from assets.embeddings import item_embeddings
 from assets.export import ranker_onnx, ranker_tensorrt
@@ -11,6 +13,7 @@ from assets.ingest import item_catalog, raw_events
 from assets.ranker import ranker
 from assets.report import eval_report
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
+from orchestration.config import ConfigFileError, config_path, read_config
 from orchestration.sensors import retraining
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
@@ -21,15 +24,30 @@ all_assets = [raw_events, item_catalog, validated_catalog, validated_events, ite
 
 
 
-def default_resources(root: str = ".") -> dict:
-    return {
-        "store": ProjectStore(root=root),
-        "source": RawDataSource(),
-        "policy": ValidationPolicy(),
-        "pseudonymiser": UserPseudonymiser(),
-        "compute": ComputeDevice(),
-        "mlflow_tracking": MlflowTracking(),
-    }
+RESOURCES = {
+    "store": ProjectStore, "source": RawDataSource, "policy": ValidationPolicy, "pseudonymiser": UserPseudonymiser,
+    "compute": ComputeDevice, "mlflow_tracking": MlflowTracking,
+}
+
+
+def default_resources(root: str = ".", config: dict | None = None, path=None) -> dict:
+    """Every resource, with the settings of the config file's `resources:` section (`path` names it in errors)."""
+    settings = (config or {}).get("resources", {})
+    unknown = sorted(set(settings) - set(RESOURCES))
+    if unknown:
+        raise ConfigFileError(path, f"unknown resource(s) {', '.join(map(repr, unknown))}; the resources are {', '.join(RESOURCES)}")
+    resources = {}
+    for name, cls in RESOURCES.items():
+        values = settings.get(name, {}).get("config", {})
+        extra = sorted(set(values) - set(cls.model_fields) - {"root"})
+        if extra:
+            raise ConfigFileError(path, f"resources.{name}: unknown setting(s) {', '.join(map(repr, extra))}; its settings are {', '.join(f for f in cls.model_fields if f != 'root')}")
+        try:
+            resources[name] = cls(**({"root": root} if name == "store" else {}), **values)
+        except pydantic.ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise ConfigFileError(path, f"resources.{name}: {problems}") from None
+    return resources
 
 
 def executor():
@@ -48,10 +66,18 @@ def executor():
     return dg.multiprocess_executor
 
 
-def build_definitions(resources: dict, selection: dg.AssetSelection = dg.AssetSelection.all()) -> dg.Definitions:
-    # The `main` job materialises the selection (default: every asset), checks included; a failed blocking check
-    # stops what lies downstream of it.
-    main_job = dg.define_asset_job("main", selection=selection, description="Raw logs to the last asset.", executor_def=executor())
+def build_definitions(resources: dict, selection: dg.AssetSelection = dg.AssetSelection.all(), config: dict | None = None, path=None) -> dg.Definitions:
+    """The `main` job materialises the selection (default: every asset), checks included; a failed blocking check
+    stops what lies downstream of it. The config file's `ops:` settings are the job's defaults (the launchpad shows
+    them, and sensor and schedule runs use them)."""
+    selected = {key.to_user_string() for key in selection.resolve(all_assets)}
+    unknown = sorted(set((config or {}).get("ops", {})) - {a.key.to_user_string() for a in all_assets})
+    if unknown:
+        raise ConfigFileError(path, f"unknown asset(s) under ops: {', '.join(map(repr, unknown))}")
+    ops = {name: entry for name, entry in (config or {}).get("ops", {}).items() if name in selected}
+    main_job = dg.define_asset_job(
+        "main", selection=selection, description="Raw logs to the last asset.", executor_def=executor(), config={"ops": ops} if ops else None,
+    )
     new_raw_data, nightly = retraining(main_job)
     return dg.Definitions(
         assets=all_assets, asset_checks=[*validation_checks, onnx_parity], jobs=[main_job], sensors=[new_raw_data],
@@ -59,7 +85,8 @@ def build_definitions(resources: dict, selection: dg.AssetSelection = dg.AssetSe
     )
 
 
-defs = build_definitions(default_resources())
+_config = read_config(config_path())
+defs = build_definitions(default_resources(config=_config, path=config_path()), config=_config, path=config_path())
 
 
 def describe(definitions: dg.Definitions) -> str:

@@ -26,7 +26,7 @@ FACTS = {
     "ranker_onnx": ["model_uri", "onnx_sha256", "ranker_weights_sha256", "opset", "parity_max_abs_diff"],
     "ranker": ["best_epoch", "val_ndcg@20", "shipped_trained_on", "mlflow_run_id", "git_commit"],
     "item_embeddings": ["model", "weights_sha256", "encoder_fingerprint", "items_total"],
-    "training_splits": ["train_cut", "validation_cut", "train_interactions", "validation_interactions", "test_interactions", "cold_items", "new_users"],
+    "training_splits": ["positive_events", "validation_start", "test_start", "train_interactions", "validation_interactions", "test_interactions", "cold_items", "new_users"],
     "validated_events": ["rows_in", "rows_valid", "rows_quarantined"],
     "validated_catalog": ["rows_in", "rows_valid", "rows_quarantined"],
     "raw_events": ["dvc_md5", "files", "path"],

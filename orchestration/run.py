@@ -1,8 +1,10 @@
 """`python -m orchestration.run` (or `rec-pipeline demo`): materialise assets through Dagster, then summarise.
 
 Runs on the embedded default data, generated into data/raw on first use, or on UCI Online Retail landed from
-../shared. Runs go into the on-disk instance in DAGSTER_HOME (default .dagster_home), so `dagster dev` shows them.
-`--assets a,b` materialises only those (dvc.yaml's stages use it); by default the whole `main` job runs.
+../shared, or on your own data as the config file says (`--config FILE`, see orchestration/config.py;
+`--print-config` writes every setting with its default). Runs go into the on-disk instance in DAGSTER_HOME (default
+.dagster_home), so `dagster dev` shows them. `--assets a,b` materialises only those (dvc.yaml's stages use it); by
+default the whole `main` job runs.
 """
 
 import argparse
@@ -12,8 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
+from orchestration.config import CONFIG_ENV_VAR, ConfigFileError, merged, read_config
+from rec_pipeline.sources.online_retail import shared_copy
+
 ROOT = Path(__file__).resolve().parents[1]
-ONLINE_RETAIL_SHARED = ROOT.parent / "shared" / "data" / "online_retail" / "online_retail.csv.gz"
 
 
 def _default_data(raw_dir: Path, size: str, seed: int) -> None:
@@ -42,47 +48,71 @@ def _land_online_retail(raw_dir: Path, source: Path) -> Path:
     return landed
 
 
-def _online_retail_protocol() -> dict:
-    """Op config that makes the pipeline run the evaluation protocol of `rec-pipeline evaluate --data online-retail`:
-    its test cut, its validation window before it, purchases as the only positives."""
+def _online_retail_config(landed: str) -> dict:
+    """The settings that make the pipeline run the evaluation protocol of `rec-pipeline evaluate --data
+    online-retail` (its test start, the validation window before it, purchases as the only positives) on the landed
+    file. A quarter of its invoice lines carry no customer id (SOURCE.md): a 5% quarantine limit would block by design."""
     import pandas as pd
 
-    from rec_pipeline.protocol import DATASETS
+    from rec_pipeline.datasets import DATASETS
 
     setup = DATASETS["online-retail"]
-    train_cut = pd.Timestamp(setup.cut) - pd.Timedelta(weeks=setup.validation_weeks)
+    validation_start = pd.Timestamp(setup.test_start) - pd.Timedelta(weeks=setup.validation_weeks)
     return {
-        "training_splits": {"config": {"train_cut": str(train_cut.date()), "validation_cut": setup.cut}},
-        "ranker": {"config": {"positive_events": list(setup.positive_events)}},
+        "resources": {
+            "source": {"config": {"format": "online_retail", "events_path": landed, "catalog_path": landed}},
+            "policy": {"config": {"max_quarantine_share": 0.35}},
+        },
+        "ops": {"training_splits": {"config": {
+            "positive_events": list(setup.positive_events), "validation_start": str(validation_start.date()), "test_start": setup.test_start,
+        }}},
     }
 
 
-def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] | None = None) -> bool:
+def default_config() -> dict:
+    """Every setting with its default, in the config file's shape: the resources' fields and each asset's config."""
+    from orchestration.definitions import all_assets, default_resources
+
+    resources = {name: {"config": resource.model_dump(exclude={"root"})} for name, resource in default_resources(str(ROOT)).items()}
+    ops = {a.key.to_user_string(): {"config": a.op.config_schema.default_value} for a in all_assets if a.op.config_schema.default_provided}
+    return {"resources": {k: v for k, v in resources.items() if v["config"]}, "ops": ops}
+
+
+def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] | None = None, config_file: Path | None = None) -> bool:
     os.environ.setdefault("DAGSTER_HOME", str(ROOT / ".dagster_home"))
     import dagster as dg
 
     from orchestration.definitions import build_definitions, default_resources
-    from assets.resources import RawDataSource, ValidationPolicy
 
-    resources = default_resources(str(ROOT))
     raw_dir = ROOT / "data" / "raw"
-    ops = {}
+    config = read_config(config_file)
     if data == "online-retail":
-        ops = _online_retail_protocol()
         landed = str(_land_online_retail(raw_dir, online_retail).relative_to(ROOT))
-        resources["source"] = RawDataSource(format="online_retail", events_path=landed, catalog_path=landed)
-        # A quarter of its invoice lines carry no customer id (SOURCE.md): 5% would block by design.
-        resources["policy"] = ValidationPolicy(max_quarantine_share=0.35)
-    else:
+        config = merged(_online_retail_config(landed), config)
+    if config_file is not None:
+        # The same file configures the Definitions of every process this run starts (multiprocess steps load them).
+        os.environ[CONFIG_ENV_VAR] = str(Path(config_file).resolve())
+    # Selected in code, not by a selection string: DVC's hydra pins an antlr runtime that Dagster's parser can't use.
+    selection = dg.AssetSelection.assets(*assets) if assets else dg.AssetSelection.all()
+    try:  # every setting is checked before anything is generated or run
+        resources = default_resources(str(ROOT), config, config_file)
+        # All of the file's settings, the unselected assets' too: a typo is caught before a later run trips on it.
+        dg.validate_run_config(build_definitions(resources, config=config, path=config_file).resolve_job_def("main"), {"ops": config.get("ops", {})})
+        job = build_definitions(resources, selection, config, config_file).resolve_job_def("main")
+        selected = {node.name for node in job.graph.node_defs}
+        run_config = {
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            "ops": {name: entry for name, entry in config.get("ops", {}).items() if name in selected},
+        }
+        dg.validate_run_config(job, run_config)
+    except dg.DagsterInvalidConfigError as err:
+        raise ConfigFileError(config_file or "the --data settings", f"invalid settings: {'; '.join(e.message for e in err.errors)}") from None
+    source = config.get("resources", {}).get("source", {}).get("config", {})
+    if data == "default" and source.get("format", "canonical") == "canonical" and source.get("events_path", "data/raw/events") == "data/raw/events":
         _default_data(raw_dir, size, seed)
 
     started = time.perf_counter()
-    # Selected in code, not by a selection string: DVC's hydra pins an antlr runtime that Dagster's parser can't use.
-    selection = dg.AssetSelection.assets(*assets) if assets else dg.AssetSelection.all()
-    job = build_definitions(resources, selection).resolve_job_def("main")
-    selected = {node.name for node in job.graph.node_defs}
-    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}, "ops": {k: v for k, v in ops.items() if k in selected}}
-    result = job.execute_in_process(run_config=quiet, instance=dg.DagsterInstance.get(), raise_on_error=False)
+    result = job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.get(), raise_on_error=False)
     elapsed = time.perf_counter() - started
     _print_summary(result, elapsed)
     return result.success
@@ -100,6 +130,9 @@ def _print_summary(result, elapsed: float) -> None:
                 f"ranker {meta.get('ranker_cold_recall@20', float('nan')):.4f} vs content-kNN {meta.get('content_knn_cold_recall@20', float('nan')):.4f}; "
                 f"{meta['test_users']:,} test users\n  {'':<18} gate: {meta['gate_reason']}\n  {'':<18} report: {meta['report']}"
             )
+            if meta.get("segments_with_too_few_users"):
+                for line in str(meta["warnings"]).splitlines():
+                    print(f"  {'':<18} {line.strip('- *')}")
         elif "onnx_sha256" in meta:
             registry = f"registered as {meta['model_uri']}" if "model_uri" in meta else "not registered"
             print(
@@ -121,8 +154,9 @@ def _print_summary(result, elapsed: float) -> None:
             )
         elif "train_interactions" in meta:
             print(
-                f"  {key:<18} train {meta['train_interactions']:,} / validation {meta['validation_interactions']:,} / "
-                f"test {meta['test_interactions']:,} interactions; {meta['cold_items']:,} cold items, {meta['new_users']:,} new users"
+                f"  {key:<18} {meta['positive_events']}: train {meta['train_interactions']:,} / validation {meta['validation_interactions']:,} / "
+                f"test {meta['test_interactions']:,} interactions from {meta['validation_start'][:10]} and {meta['test_start'][:10]}; "
+                f"{meta['test_users']:,} test users, {meta['cold_items']:,} cold items, {meta['new_users']:,} new users"
             )
         elif "rows_in" in meta:
             print(
@@ -154,10 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", choices=["default", "online-retail"], default="default")
     parser.add_argument("--size", choices=["default", "small"], default="default", help="size of the generated data")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated data")
-    parser.add_argument("--online-retail-path", type=Path, default=ONLINE_RETAIL_SHARED)
+    parser.add_argument("--online-retail-path", type=Path, default=shared_copy(ROOT))
+    parser.add_argument("--config", type=Path, help="the project's config file (YAML: resources and ops settings; see --print-config)")
+    parser.add_argument("--print-config", action="store_true", help="print every setting with its default, as a config file to start from")
     args = parser.parse_args(argv)
+    if args.print_config:
+        print(yaml.safe_dump(default_config(), sort_keys=False), end="")
+        return 0
     assets = args.assets.split(",") if args.assets else None
-    return 0 if run(args.data, args.size, args.seed, args.online_retail_path, assets) else 1
+    try:
+        return 0 if run(args.data, args.size, args.seed, args.online_retail_path, assets, args.config) else 1
+    except ConfigFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

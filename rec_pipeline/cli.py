@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rec_pipeline.schema import FORMATS
+
 
 def _project_root() -> Path:
     """The checkout holding workspace.yaml: the current folder or one above it."""
@@ -59,7 +61,7 @@ def _validate(args: argparse.Namespace) -> int:
     from rec_pipeline.schema import DataFormatError
     from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
 
-    settings = ValidationSettings(now=pd.Timestamp.now(tz="UTC"))
+    settings = ValidationSettings()
     try:
         catalog_rows = read_source("catalog", args.catalog, args.format)
         catalog = validate_catalog(catalog_rows.frame, settings, catalog_rows.rules)
@@ -80,15 +82,18 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rec_pipeline.protocol import DATASETS, ProtocolConfig, load_dataset, run_protocol
+    from rec_pipeline.datasets import DATASETS, load_dataset
+    from rec_pipeline.protocol import ProtocolConfig, run_protocol
+    from rec_pipeline.sources.online_retail import shared_copy
 
+    online_retail = args.online_retail or shared_copy(_project_root())
     try:
-        positives, catalog, vectors = load_dataset(args.data, args.data_dir, args.online_retail, args.threads)
+        positives, catalog, vectors = load_dataset(args.data, args.data_dir, online_retail, args.threads)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     setup = DATASETS[args.data]
-    config = ProtocolConfig(cut=setup.cut, validation_weeks=setup.validation_weeks, seed=args.seed, threads=args.threads)
+    config = ProtocolConfig(test_start=setup.test_start, validation_weeks=setup.validation_weeks, seed=args.seed, threads=args.threads)
     report = {"dataset": args.data, "positive_events": list(setup.positive_events), **run_protocol(positives, catalog, vectors, config)}
     if args.json:
         print(json.dumps(report))
@@ -111,8 +116,7 @@ def _recommend(args: argparse.Namespace) -> int:
         else:
             ranker, source = load_registered(args.tracking_uri, args.model or REGISTERED_MODEL)
         if args.user is not None:
-            events = args.data_dir / "validated" / "events.parquet"
-            history = user_history(events, args.user, salt_for(args.data_dir), args.events.split(","))
+            history = user_history(args.data_dir / "splits" / "interactions.parquet", args.user, salt_for(args.data_dir))
             who = f"user {args.user} ({len(history)} items in their history)"
         else:
             history = [item.strip() for item in args.items.split(",") if item.strip()]
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="run the validation rules on your data and print what would be quarantined")
     validate.add_argument("--events", required=True, type=Path)
     validate.add_argument("--catalog", required=True, type=Path)
-    validate.add_argument("--format", choices=["canonical", "online_retail"], default="canonical")
+    validate.add_argument("--format", choices=FORMATS, default="canonical")
     validate.add_argument("--sample", type=int, default=10, help="quarantined rows to show")
 
     evaluate = commands.add_parser("evaluate", help="run the evaluation protocol: the ranker against ALS, content-kNN and popularity")
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     evaluate.add_argument("--data-dir", type=Path, default=Path("data"), help="where the default data and the embedding cache live")
-    evaluate.add_argument("--online-retail", type=Path, default=Path("../shared/data/online_retail/online_retail.csv.gz"))
+    evaluate.add_argument("--online-retail", type=Path, help="the UCI Online Retail file (default: ../shared/data/online_retail/ beside the checkout)")
 
     recommend = commands.add_parser("recommend", help="top K items from the registered ONNX ranker, for a known user or a list of items")
     who = recommend.add_mutually_exclusive_group(required=True)
@@ -172,7 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     recommend.add_argument("--model", help="registered model name (default rec_pipeline_ranker): its champion, else its newest version")
     recommend.add_argument("--model-dir", type=Path, help="an exported bundle folder instead of the registry (data/models/ranker_onnx)")
     recommend.add_argument("--data-dir", type=Path, default=Path("data"), help="where data/validated and the user-id salt are")
-    recommend.add_argument("--events", default="purchase,add_to_cart,click", help="event types that make up a user's history")
     recommend.add_argument("--date", help="ISO date the recommendations are for (season); default today")
     recommend.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -19,11 +19,17 @@ import pyarrow.parquet as pq
 from rec_pipeline.encoders import TextEncoder, clean_text, text_hash
 from rec_pipeline.storage import atomic_path
 
-DEFAULT_TEXT_FIELDS = ("title", "description", "category", "brand")
+@dataclass(frozen=True)
+class ItemTextConfig:
+    """What an item's text is: which catalog fields, joined how."""
+
+    text_fields: tuple[str, ...] = ("title", "description", "category", "brand")
+    separator: str = ". "
 
 
-def item_texts(catalog: pd.DataFrame, fields: Sequence[str] = DEFAULT_TEXT_FIELDS, separator: str = ". ") -> pd.Series:
-    """Each item's text: the non-empty `fields`, cleaned, joined by `separator` ("Candle holder. Holds tea lights. candles")."""
+def item_texts(catalog: pd.DataFrame, text: ItemTextConfig = ItemTextConfig()) -> pd.Series:
+    """Each item's text: the non-empty fields, cleaned, joined by the separator ("Candle holder. Holds tea lights. candles")."""
+    fields, separator = text.text_fields, text.separator
     missing = [f for f in fields if f not in catalog.columns]
     if missing:
         raise ValueError(f"text fields {missing} are not catalog columns ({', '.join(catalog.columns)})")
@@ -99,11 +105,10 @@ def embed_items(
     catalog: pd.DataFrame,
     encoder: TextEncoder,
     cache: EmbeddingCache,
-    fields: Sequence[str] = DEFAULT_TEXT_FIELDS,
-    separator: str = ". ",
+    text: ItemTextConfig = ItemTextConfig(),
 ) -> EmbeddingRun:
     """One vector per catalog item; only texts the cache has not seen are encoded, and the cache learns them."""
-    texts = item_texts(catalog, fields, separator)
+    texts = item_texts(catalog, text)
     hashes = [text_hash(t) for t in texts]
     new = {h: t for h, t in zip(hashes, texts) if h not in cache}
     started = time.perf_counter()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 SALT_ENV_VAR = "REC_PIPELINE_SALT"
+SALT_FILE = ".user_id_salt"  # in the project's data folder, git-ignored with it
 
 
 def load_salt(salt_file: str | Path, env_var: str = SALT_ENV_VAR) -> str:

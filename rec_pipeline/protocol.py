@@ -1,8 +1,8 @@
 """The evaluation protocol end to end: one temporal split, tuned baselines and the ranker on the same candidates.
 
-1. Validation: the same protocol with the cut moved back `validation_weeks`; it picks ALS's factors and
+1. Validation: the same protocol with the test start moved back `validation_weeks`; it picks ALS's factors and
    regularisation from a small grid and the ranker's epoch count (early stopping on NDCG@20).
-2. Final models, the ranker and the baselines alike, are fit on everything before the cut and scored on the test
+2. Final models, the ranker and the baselines alike, are fit on everything before the test start and scored on the test
    window: overall (every candidate) and cold-only (users with a cold target, cold items ranked).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,59 +23,8 @@ K = 20
 
 
 @dataclass(frozen=True)
-class DatasetSetup:
-    cut: str  # where the test window starts
-    validation_weeks: int
-    positive_events: tuple[str, ...]  # which events count as interactions
-
-
-# Online Retail has only purchases; the generated logs have 20x more clicks and carts than purchases.
-DATASETS = {
-    "online-retail": DatasetSetup("2011-09-01", 4, ("purchase",)),
-    "default": DatasetSetup("2025-10-17", 2, ("purchase", "add_to_cart", "click")),
-}
-
-
-def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Validated positives (user_id, item_id, ts), the valid catalog, and item text vectors (indexed by item_id).
-
-    The default data are generated into `data_dir`/raw when absent; text vectors come from the packaged encoder,
-    through the same per-model cache under `data_dir` that the `item_embeddings` asset uses.
-    """
-    from rec_pipeline.embeddings import EmbeddingCache, embed_items
-    from rec_pipeline.encoders import EncoderConfig, TextEncoder
-    from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
-
-    if name == "online-retail":
-        from rec_pipeline.sources.online_retail import load_online_retail
-
-        if not Path(online_retail).exists():
-            raise FileNotFoundError(f"Online Retail not found at {online_retail} (see ../shared/data/online_retail/SOURCE.md)")
-        event_rows, catalog_rows = load_online_retail(online_retail)
-    else:
-        from rec_pipeline.generate import GeneratorConfig, generate
-        from rec_pipeline.sources.formats import read_source
-
-        raw = Path(data_dir) / "raw"
-        if not (raw / "events").exists():
-            generate(raw, GeneratorConfig())
-        catalog_rows, event_rows = read_source("catalog", raw / "catalog", "canonical"), read_source("events", raw / "events", "canonical")
-    settings = ValidationSettings(now=pd.Timestamp.now(tz="UTC"))
-    catalog = validate_catalog(catalog_rows.frame, settings, catalog_rows.rules).valid
-    events = validate_events(event_rows.frame, catalog["item_id"], settings, event_rows.rules).valid
-    positives = events.loc[events["event_type"].isin(DATASETS[name].positive_events), ["user_id", "item_id", "ts"]]
-
-    encoder = TextEncoder(EncoderConfig(threads=threads), onnx_dir=Path(data_dir) / "models")
-    cache = EmbeddingCache(Path(data_dir) / "embeddings" / "cache" / f"{encoder.fingerprint}.parquet", encoder.dim)
-    embedded = embed_items(catalog, encoder, cache)
-    if embedded.encoded_now:
-        cache.save()
-    return positives, catalog, pd.DataFrame(embedded.vectors, index=embedded.item_ids)
-
-
-@dataclass(frozen=True)
 class ProtocolConfig:
-    cut: str  # ISO date: train before it, test from it to the end of the data
+    test_start: str  # ISO date: train before it, test from it to the end of the data
     validation_weeks: int = 4
     seed: int = 0
     threads: int = 0
@@ -111,23 +59,23 @@ def run_protocol(
     """
     started = time.perf_counter()
     train_config = replace(train_config, seed=config.seed, threads=config.threads)
-    cut = pd.Timestamp(config.cut, tz="UTC")
-    validation_cut = cut - pd.Timedelta(weeks=config.validation_weeks)
+    test_start = pd.Timestamp(config.test_start, tz="UTC")
+    validation_start = test_start - pd.Timedelta(weeks=config.validation_weeks)
     end = purchases["ts"].max() + pd.Timedelta(seconds=1)
 
-    validation = temporal_split(purchases, validation_cut, end=cut, catalog=catalog)
+    validation = temporal_split(purchases, validation_start, end=test_start, catalog=catalog)
     als_params, als_grid = tune_als(validation, seed=config.seed, threads=config.threads)
-    before_validation_cut = purchases[purchases["ts"] < validation_cut]
+    before_validation = purchases[purchases["ts"] < validation_start]
     tuning = train_ranker(
-        before_validation_cut, validation.item_ids, vectors, catalog, model_config, train_config,
-        validation=ranker_validation(validation, before_validation_cut, cut, model_config.history),
+        before_validation, validation.item_ids, vectors, catalog, model_config, train_config,
+        validation=ranker_validation(validation, before_validation, test_start, model_config.history),
     )
     tuned_at = time.perf_counter()
 
-    split = temporal_split(purchases, cut, catalog=catalog)
-    before_cut = purchases[purchases["ts"] < cut]
-    final: TrainResult = train_ranker(before_cut, split.item_ids, vectors, catalog, model_config, train_config, epochs=tuning.best_epoch)
-    ranker = score(final.model, split_histories(split, before_cut, model_config.history), window_season(cut, end))
+    split = temporal_split(purchases, test_start, catalog=catalog)
+    before_test = purchases[purchases["ts"] < test_start]
+    final: TrainResult = train_ranker(before_test, split.item_ids, vectors, catalog, model_config, train_config, epochs=tuning.best_epoch)
+    ranker = score(final.model, split_histories(split, before_test, model_config.history), window_season(test_start, end))
     trained_at = time.perf_counter()
     item_vectors = vectors.loc[split.item_ids].to_numpy(np.float32)
     models = {
@@ -143,8 +91,8 @@ def run_protocol(
             "ranker_over_content_knn_cold_recall@20": round(models["ranker"]["cold_recall@20"] / models["content_knn"]["cold_recall@20"], 3),
         },
         "split": {
-            "cut": cut.isoformat(),
-            "validation_cut": validation_cut.isoformat(),
+            "test_start": test_start.isoformat(),
+            "validation_start": validation_start.isoformat(),
             "items": len(split.item_ids),
             "cold_items": int(split.cold_items.sum()),
             "test_users": len(split.test_rows),

@@ -6,7 +6,7 @@ Segments of its test users:
 - all: every test user, every candidate ranked;
 - warm_items: users with a target that had train interactions; only warm items are ranked;
 - cold_items: users with a cold-start target; only cold-start items are ranked (the protocol's cold-only);
-- new_users: test users whose first interaction came after the train cut (a history of days, not months).
+- new_users: test users whose first interaction came at or after the validation start (a history of days, not months).
 Confidence intervals are 95% percentile bootstraps over users. Every model of a segment is resampled with the same
 draws, so two models can be compared user by user: the gate bootstraps the per-user difference.
 """
@@ -29,12 +29,23 @@ SEGMENTS = {
     "all": "every test user; every candidate item ranked",
     "warm_items": "users with a target seen in train; only items seen in train ranked",
     "cold_items": "users with a cold-start target; only cold-start items ranked",
-    "new_users": "test users whose first interaction came after the train cut; every candidate ranked",
+    "new_users": "test users whose first interaction came at or after the validation start; every candidate ranked",
 }
 KS = (10, 20, 50)
 METRICS = [f"{name}@{k}" for name in ("recall", "ndcg", "hitrate") for k in KS] + ["mrr"]
 CURVE_K = 50
 LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    primary_metric: str = "ndcg@20"  # what the champion/challenger gate compares
+    primary_segment: str = "all"  # all, warm_items, cold_items or new_users
+    bootstrap_resamples: int = 1000
+    seed: int = 0
+    # Below this many users a segment's means and intervals are flagged as too small to mean much, and the gate will
+    # not replace a champion on them: with 6 users one user moves NDCG@20 by 17% of its range.
+    min_segment_users: int = 50
 
 
 @dataclass
@@ -111,17 +122,36 @@ class Report:
     figures: dict[str, dict[str, dict]]  # model -> segment -> {"metrics": {m: {mean, lo, hi}}, "coverage@k": .., "recall_curve": [..]}
     per_user: dict[tuple[str, str], dict[str, np.ndarray]]
     weights: dict[str, np.ndarray]  # segment -> bootstrap resample weights, shared by every model
+    min_segment_users: int = ReportConfig.min_segment_users
+
+    @property
+    def small_segments(self) -> dict[str, int]:
+        """Segments with test users, but fewer than `min_segment_users` of them."""
+        return {name: n for name, n in self.segments.items() if 0 < n < self.min_segment_users}
+
+    @property
+    def warnings(self) -> list[str]:
+        return [
+            f"TOO FEW USERS: the {name} segment has {n:,} test users (fewer than {self.min_segment_users:,}); its figures "
+            "and intervals mean little. Move the split's boundaries back or give it a larger test_share."
+            for name, n in self.small_segments.items()
+        ]
 
     def value(self, model: str, segment: str, metric: str) -> float:
         return self.figures[model][segment]["metrics"][metric]["mean"]
 
     def to_json(self) -> dict:
-        return {"segments": {name: {"users": n, "description": SEGMENTS[name]} for name, n in self.segments.items()}, "models": self.figures}
+        return {
+        "segments": {name: {"users": n, "description": SEGMENTS[name], "too_few_users": name in self.small_segments} for name, n in self.segments.items()},
+        "min_segment_users": self.min_segment_users,
+        "warnings": self.warnings,
+        "models": self.figures,
+    }
 
 
-def build_report(scores: dict[str, np.ndarray], views: dict[str, SegmentView], n_resamples: int = 1000, seed: int = 0) -> Report:
+def build_report(scores: dict[str, np.ndarray], views: dict[str, SegmentView], config: ReportConfig = ReportConfig()) -> Report:
     """`scores`: model name -> (test users x items) scores, all on the same split."""
-    weights = {name: resample_weights(len(view.rows), n_resamples, seed) for name, view in views.items()}
+    weights = {name: resample_weights(len(view.rows), config.bootstrap_resamples, config.seed) for name, view in views.items()}
     figures: dict[str, dict[str, dict]] = {}
     per_user: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for model, matrix in scores.items():
@@ -141,7 +171,7 @@ def build_report(scores: dict[str, np.ndarray], views: dict[str, SegmentView], n
                 **{f"coverage@{k}": means[f"coverage@{k}"] for k in KS},
                 "recall_curve": recall_curve(segment_scores, view.candidates, view.targets, CURVE_K).tolist(),
             }
-    return Report({name: len(view.rows) for name, view in views.items()}, figures, per_user, weights)
+    return Report({name: len(view.rows) for name, view in views.items()}, figures, per_user, weights, config.min_segment_users)
 
 
 @dataclass(frozen=True)
@@ -176,8 +206,11 @@ def gate(
     mine = report.per_user[challenger_model, segment][metric]
     base = dict(metric=metric, segment=segment, challenger=challenger, challenger_value=float(mine.mean()))
     label = f"{metric} on {segment}"
+    users = report.segments[segment]
+    too_few = users < report.min_segment_users
+    warning = f" WARNING: decided on {users:,} test users (fewer than {report.min_segment_users:,}), too few for the figure to mean much." if too_few else ""
     if champion is None:
-        return GateDecision(True, f"no champion yet: version {challenger} becomes the champion ({label} {mine.mean():.4f})", **base)
+        return GateDecision(True, f"no champion yet: version {challenger} becomes the champion ({label} {mine.mean():.4f}).{warning}", **base)
     if champion == challenger:
         return GateDecision(False, f"version {challenger} already is the champion", champion=champion, champion_value=float(mine.mean()), **base)
     theirs = report.per_user[champion_model, segment][metric]
@@ -187,7 +220,9 @@ def gate(
         f"{label}: challenger v{challenger} {mine.mean():.4f} vs champion v{champion} {theirs.mean():.4f}, "
         f"difference {difference.mean():+.4f}, {level:.0%} CI [{lo:+.4f}, {hi:+.4f}]"
     )
-    if lo > 0:
+    if too_few:
+        verdict, promote = f"not promoted: the {segment} segment has only {users:,} test users (fewer than {report.min_segment_users:,}), too few to replace the champion on; the champion stays", False
+    elif lo > 0:
         verdict, promote = "promoted: the challenger is better by more than the confidence interval", True
     elif hi < 0:
         verdict, promote = "not promoted: the challenger is worse (the whole interval lies below zero); the champion stays", False

@@ -26,6 +26,7 @@ def markdown_summary(report: Report, decision: GateDecision | None, html_path: s
     for model, segments in report.figures.items():
         lines.append(f"| {model} | " + " | ".join(_cell(segments[s]["metrics"][m]) for s, m in present) + " |")
     lines += ["", "Mean [95% bootstrap CI over users]."]
+    lines += [line for warning in report.warnings for line in ("", f"**{warning}**")]
     if decision is not None:
         lines += ["", f"**Champion/challenger**: {decision.reason}"]
     lines += ["", f"Full report: `{html_path}`"]
@@ -114,6 +115,7 @@ td.best { font-weight: bold; background: #e8f5e9; }
 .decision { padding: 0.8em 1em; border-left: 5px solid; margin: 1em 0; }
 .promoted { border-color: #2e7d32; background: #e8f5e9; }
 .kept { border-color: #b26a00; background: #fff4e5; }
+.warning { padding: 0.8em 1em; border-left: 5px solid #c62828; background: #ffebee; margin: 1em 0; font-weight: bold; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
 """
 
@@ -121,6 +123,7 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
 def render_html(report: Report, decision: GateDecision | None, versions: dict[str, str], images: dict[str, bytes], title: str) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>"]
     parts.append(f"<h1>{html.escape(title)}</h1>")
+    parts += [f"<div class='warning'>{html.escape(warning)}</div>" for warning in report.warnings]
     if decision is not None:
         css = "promoted" if decision.promote else "kept"
         parts.append(f"<div class='decision {css}'><b>Champion/challenger</b>: {html.escape(decision.reason)}</div>")
@@ -131,7 +134,8 @@ def render_html(report: Report, decision: GateDecision | None, versions: dict[st
     parts += [f"<tr><td>{s}</td><td>{n:,}</td><td>{html.escape(SEGMENTS[s])}</td></tr>" for s, n in report.segments.items()]
     parts.append("</tbody></table><p>Every cell: mean over users [95% bootstrap confidence interval]; best mean per column in bold. Coverage: distinct items in anyone's top K over the items that are a candidate for someone.</p>")
     for segment, users in report.segments.items():
-        parts.append(f"<h2>{segment} ({users:,} users)</h2>")
+        small = " — too few users for these figures to mean much" if segment in report.small_segments else ""
+        parts.append(f"<h2>{segment} ({users:,} users{small})</h2>")
         if not users:
             parts.append("<p>No test user falls in this segment.</p>")
             continue

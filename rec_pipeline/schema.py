@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# The formats a data source can be in (rec_pipeline.sources reads each).
+FORMATS = ("canonical", "online_retail")
+
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "search")
 
 EVENT_COLUMNS = (

@@ -44,7 +44,6 @@ class ValidationSettings:
     max_title_chars: int = 1_000
     max_description_chars: int = 20_000
     max_query_chars: int = 1_000
-    max_id_chars: int = 256  # event_id, user_id, session_id, item_id
     max_quarantine_share: float = 0.05  # above it, a table's blocking check fails and nothing downstream runs
 
     @property

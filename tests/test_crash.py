@@ -27,6 +27,30 @@ def test_an_interrupted_folder_write_keeps_the_old_folder(tmp_path):
     assert (target / "weights").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
+def daemon_passes(instance: dg.DagsterInstance) -> None:
+    """What `dagster-daemon`'s monitoring daemon does each poll: check every started run's worker, free the slots of
+    runs that ended."""
+    import logging
+    from types import SimpleNamespace
+
+    from dagster._daemon.monitoring.concurrency import execute_concurrency_slots_iteration
+    from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+    logger = logging.getLogger("run_monitoring")
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        monitor_started_run(instance, None, record, logger)
+    list(execute_concurrency_slots_iteration(SimpleNamespace(instance=instance), logger))
+
+
+def test_the_local_launcher_tells_a_live_run_worker_from_a_dead_one(project, instance):
+    root, _ = project
+    assert instance.run_monitoring_enabled and type(instance.run_launcher).__name__ == "LocalRunLauncher"
+    # This process ran the run: its worker pid is alive, and a run whose pid is gone is not.
+    result = run_main(root, instance, dg.AssetSelection.assets("raw_events"))
+    run = instance.get_run_by_id(result.run_id)
+    assert instance.run_launcher.check_run_worker_health(run).status.value == "RUNNING"
+
+
 def test_sigkill_in_the_ranker_step_leaves_the_last_complete_model_and_a_rerun_completes(project, instance):
     root, _ = project
     assert run_main(root, instance).success
@@ -55,12 +79,18 @@ def test_sigkill_in_the_ranker_step_leaves_the_last_complete_model_and_a_rerun_c
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
     load_ranker(model_dir)
 
-    # The killed run still holds the `gpu` pool's only slot, so a re-run would wait for it forever: mark the dead run
-    # failed and free its slots.
+    # The killed run still holds the `gpu` pool's only slot. Run monitoring (on in .dagster_home/dagster.yaml) frees it:
+    # one pass of the daemon's monitoring marks the run failed (LocalRunLauncher sees its worker is gone), and its
+    # slot-freeing pass frees the slot free_slots_after_run_end_seconds later. A live run is left alone.
     [dead] = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
     assert instance.event_log_storage.get_concurrency_run_ids() == {dead.run_id}
-    instance.report_run_failed(dead)
-    instance.event_log_storage.free_concurrency_slots_for_run(dead.run_id)
+    assert instance.run_launcher.check_run_worker_health(dead).status.value == "FAILED"
+    daemon_passes(instance)
+    assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+    [failure] = instance.all_logs(dead.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert "is no longer running" in failure.dagster_event.message
+    time.sleep(instance.run_monitoring_settings["free_slots_after_run_end_seconds"] + 1)
+    daemon_passes(instance)
     assert instance.event_log_storage.get_concurrency_run_ids() == set()
 
     rerun = run_main(root, instance)

@@ -77,6 +77,11 @@ def test_the_deployment_instance_config_is_valid_for_dagster_k8s():
     env = {e["name"]: e["value"] for e in deployment["env"]}
     assert env["REC_PIPELINE_EXECUTOR"] == "k8s" and json.loads(env["REC_PIPELINE_GPU_NODE_SELECTOR"])
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    # Run monitoring: the daemon marks a run whose pod died failed and frees its concurrency slots.
+    monitoring = instance["run_monitoring"]
+    assert monitoring["enabled"] and monitoring["free_slots_after_run_end_seconds"] > 0
+    assert K8sRunLauncher.supports_check_run_worker_health.fget(None)  # what run monitoring asks of the launcher
+    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] and values["dagsterDaemon"]["runMonitoring"]["freeSlotsAfterRunEndSeconds"] > 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rec_pipeline.embeddings import EmbeddingCache, embed_items, item_texts, read_vectors, write_vectors
+from rec_pipeline.embeddings import EmbeddingCache, ItemTextConfig, embed_items, item_texts, read_vectors, write_vectors
 from rec_pipeline.encoders import DEFAULT_MODEL, EncoderConfig, TextEncoder, model_folder, weights_sha256
 
 TEXTS = [
@@ -99,15 +99,15 @@ def test_item_texts_join_the_non_empty_fields():
         {"item_id": ["a", "b"], "title": ["Candle", "Mug"], "description": ["Soy wax.", None], "category": ["candles", ""], "brand": [None, "Hearth"]}
     )
     assert item_texts(catalog).tolist() == ["Candle. Soy wax.. candles", "Mug. Hearth"]
-    assert item_texts(catalog, ["brand", "title"], " | ").tolist() == ["Candle", "Hearth | Mug"]
+    assert item_texts(catalog, ItemTextConfig(("brand", "title"), " | ")).tolist() == ["Candle", "Hearth | Mug"]
     with pytest.raises(ValueError, match="not catalog columns"):
-        item_texts(catalog, ["colour"])
+        item_texts(catalog, ItemTextConfig(("colour",)))
 
 
 def test_cache_reencodes_only_new_or_changed_texts(tmp_path, onnx_encoder):
     catalog = pd.DataFrame({"item_id": ["a", "b", "c"], "title": TEXTS[:3]})
     cache = EmbeddingCache(tmp_path / "cache.parquet", onnx_encoder.dim)
-    first = embed_items(catalog, onnx_encoder, cache, fields=["title"])
+    first = embed_items(catalog, onnx_encoder, cache, ItemTextConfig(("title",)))
     assert (first.encoded_now, first.reused) == (3, 0)
     cache.save()
 
@@ -115,7 +115,7 @@ def test_cache_reencodes_only_new_or_changed_texts(tmp_path, onnx_encoder):
     changed.loc[1, "title"] = "Unscented beeswax pillar candle"
     grown = pd.concat([changed, pd.DataFrame({"item_id": ["d"], "title": [TEXTS[3]]})], ignore_index=True)
     reloaded = EmbeddingCache(tmp_path / "cache.parquet", onnx_encoder.dim)
-    second = embed_items(grown, onnx_encoder, reloaded, fields=["title"])
+    second = embed_items(grown, onnx_encoder, reloaded, ItemTextConfig(("title",)))
     assert (second.encoded_now, second.reused) == (2, 2)  # b changed, d is new
     assert np.array_equal(second.vectors[0], first.vectors[0]) and np.array_equal(second.vectors[2], first.vectors[2])
     assert np.abs(second.vectors[1] - onnx_encoder.encode([changed.loc[1, "title"]])[0]).max() < 1e-6
@@ -123,7 +123,7 @@ def test_cache_reencodes_only_new_or_changed_texts(tmp_path, onnx_encoder):
     # A run whose texts are all cached never loads the model.
     fresh = TextEncoder(EncoderConfig(threads=2), onnx_dir=tmp_path / "onnx")
     assert fresh.fingerprint == onnx_encoder.fingerprint
-    third = embed_items(grown, fresh, reloaded, fields=["title"])
+    third = embed_items(grown, fresh, reloaded, ItemTextConfig(("title",)))
     assert (third.encoded_now, third.reused) == (0, 4) and fresh.describe()["onnx_path"] is None
     assert np.array_equal(third.vectors, second.vectors)
 

@@ -72,7 +72,8 @@ def webserver(tmp_path, monkeypatch):
     env = {**os.environ, "REC_PIPELINE_EXECUTOR": "in_process", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = (tmp_path / "webserver.log").open("w")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        # As `dagster dev` starts it: `python -m`, so the project root is on sys.path for the instance's run launcher.
+        [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:

@@ -9,7 +9,7 @@ in a batch. Deterministic under a seed on the CPU.
 Items not yet listed when an example happened (first seen after it) are not in its softmax: nobody could have bought
 them then. Left in, they were negatives for every example before their launch, which taught the model that recently
 launched items are unpopular, exactly the items a season's buyers go for. Excluding them lifted Online Retail's test
-NDCG@20 from 0.121 to 0.143 and cold-only Recall@20 from 0.202 to 0.218 (same seed, same 10-epoch schedule).
+NDCG@20 from 0.121 to 0.141 (seed 0; BENCHMARKS.md, "What each design choice measured").
 
 Schedule and early stopping: the learning rate decays linearly to zero over `epochs`, and the epoch kept is the last
 one within `tolerance` of the best validation NDCG@20 (training stops `patience` epochs after it). On Online Retail

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rec_pipeline.schema import FORMATS
 from rec_pipeline.sources.canonical import read_catalog, read_events
 from rec_pipeline.sources.online_retail import load_online_retail
 from rec_pipeline.sources.table import SourceTable
 
-FORMATS = ("canonical", "online_retail")
 TABLES = ("events", "catalog")
 
 

@@ -58,7 +58,8 @@ def load_online_retail(path: str | Path, cache_dir: str | Path | None = None) ->
     """Events (one per invoice line) and catalog (one per upper-cased StockCode) from a `.csv` or `.csv.gz` file.
 
     With `cache_dir`, the two tables are kept there as Parquet under the file's sha256, so the run's readers (the raw
-    assets and both validations) parse the 540k lines once: 4 parses of about 6 s each became 1 and 3 Parquet reads.
+    assets and both validations) parse the 540k lines once: 4 parses of 3.7-4.0 s became 1 parse and 3 reads of 0.9-1.0 s
+    (file hash included), and the four assets of a run on it took 30.5 s instead of 34.2 s.
     """
     path = Path(path)
     if cache_dir is None:

@@ -9,6 +9,7 @@ default the whole `main` job runs.
 
 import argparse
 import os
+from contextlib import contextmanager
 import shutil
 import sys
 import time
@@ -78,6 +79,22 @@ def default_config() -> dict:
     return {"resources": {k: v for k, v in resources.items() if v["config"]}, "ops": ops}
 
 
+@contextmanager
+def _config_in_environment(config_file: Path | None):
+    """The file in REC_PIPELINE_CONFIG while the run executes, so any process it starts loads the same Definitions;
+    put back as it was afterwards (a caller in the same process, a test say, must not inherit it)."""
+    before = os.environ.get(CONFIG_ENV_VAR)
+    if config_file is not None:
+        os.environ[CONFIG_ENV_VAR] = str(Path(config_file).resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CONFIG_ENV_VAR, None)
+        else:
+            os.environ[CONFIG_ENV_VAR] = before
+
+
 def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] | None = None, config_file: Path | None = None) -> bool:
     os.environ.setdefault("DAGSTER_HOME", str(ROOT / ".dagster_home"))
     import dagster as dg
@@ -89,9 +106,6 @@ def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] 
     if data == "online-retail":
         landed = str(_land_online_retail(raw_dir, online_retail).relative_to(ROOT))
         config = merged(_online_retail_config(landed), config)
-    if config_file is not None:
-        # The same file configures the Definitions of every process this run starts (multiprocess steps load them).
-        os.environ[CONFIG_ENV_VAR] = str(Path(config_file).resolve())
     # Selected in code, not by a selection string: DVC's hydra pins an antlr runtime that Dagster's parser can't use.
     selection = dg.AssetSelection.assets(*assets) if assets else dg.AssetSelection.all()
     try:  # every setting is checked before anything is generated or run
@@ -112,7 +126,8 @@ def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] 
         _default_data(raw_dir, size, seed)
 
     started = time.perf_counter()
-    result = job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.get(), raise_on_error=False)
+    with _config_in_environment(config_file):
+        result = job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.get(), raise_on_error=False)
     elapsed = time.perf_counter() - started
     _print_summary(result, elapsed)
     return result.success

@@ -5,6 +5,7 @@ import dagster as dg
 
 from assets.ingest import item_catalog, raw_events
 from assets.resources import ProjectStore, RawDataSource
+from rec_pipeline.schema import DataFormatError
 from rec_pipeline.versioning import current_md5
 
 
@@ -32,7 +33,10 @@ def retraining(job) -> tuple[dg.SensorDefinition, dg.ScheduleDefinition]:
     def new_raw_data(context: dg.SensorEvaluationContext, store: ProjectStore, source: RawDataSource):
         """One retraining run per new raw data version: the run key is the version, so Dagster never launches a
         version twice, and the cursor remembers the last version requested."""
-        version = raw_data_version(store, source)
+        try:
+            version = raw_data_version(store, source)
+        except DataFormatError as err:  # nothing landed yet (a fresh clone before `make demo`)
+            return dg.SkipReason(f"no raw data to version: {err}")
         if version == context.cursor:
             return dg.SkipReason(f"raw data unchanged since the last request ({version})")
         if version == materialised_version(context.instance):

@@ -99,7 +99,9 @@ def test_a_1990s_data_set_runs_with_only_the_config_file_and_the_report_warns_on
 def test_a_config_file_that_cannot_be_used_is_one_error_naming_it(tmp_path, capsys, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
+    before = os.environ.get("REC_PIPELINE_CONFIG")
     assert demo(["--config", str(path), "--assets", "raw_events"]) == 2
+    assert os.environ.get("REC_PIPELINE_CONFIG") == before  # nothing of the failed call is left for later processes
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: ") and message in err and "Traceback" not in err
 

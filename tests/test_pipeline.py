@@ -209,7 +209,10 @@ def test_recommend_serves_the_registered_model_and_a_broken_export_blocks_downst
     from rec_pipeline.ranker.model import load_ranker
 
     root, _ = project
-    assert run_main(root, instance).success
+    # A third of the small data set's interactions in test, so the gate below has users enough to tell a much worse
+    # model from the champion (10%, the default, leaves ~100 test users and an interval that straddles zero).
+    wide_test = {"ops": {"training_splits": {"config": {"validation_share": 0.25, "test_share": 0.3}}}}
+    assert run_main(root, instance, run_config=wide_test).success
     raw = pd.concat(pd.read_json(f, lines=True) for f in sorted((root / "data/raw/events").glob("*.jsonl")))
     buyer = raw.loc[raw["event_type"] == "purchase", "user_id"].iloc[0]
     where = ["--tracking-uri", f"sqlite:///{root / 'mlflow.db'}", "--data-dir", str(root / "data")]

@@ -105,3 +105,13 @@ def test_a_new_day_of_logs_retrains_once_traces_back_to_its_bytes_and_a_corrupt_
 def test_the_nightly_schedule_runs_the_main_job():
     schedule = build_definitions(default_resources()).resolve_schedule_def("nightly_retrain")
     assert schedule.job_name == "main" and schedule.cron_schedule == "0 3 * * *" and schedule.execution_timezone == "UTC"
+
+
+def test_before_any_raw_data_lands_the_sensor_skips_saying_why(tmp_path, instance):
+    from rec_pipeline.versioning import init_dvc_repo
+
+    init_dvc_repo(tmp_path)
+    definitions = build_definitions(default_resources(str(tmp_path)))
+    skipped = tick(definitions, instance, tmp_path, cursor=None)
+    assert skipped.run_requests == [] and skipped.skip_message.startswith("no raw data to version: ")
+    assert "data/raw/events: no such file or folder" in skipped.skip_message

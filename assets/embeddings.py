@@ -9,7 +9,7 @@ from assets.config import from_dataclasses
 from assets.gpu import GPU_POOL, gpu_op_tags
 from assets.resources import ComputeDevice, ProjectStore
 from assets.validation import validated_catalog
-from rec_pipeline.embeddings import EmbeddingCache, ItemTextConfig, embed_items, write_vectors
+from rec_pipeline.embeddings import ENCODER_SETTINGS_FILE, EmbeddingCache, ItemTextConfig, embed_items, write_encoder_settings, write_vectors
 from rec_pipeline.encoders import EncoderConfig, TextEncoder
 from rec_pipeline.settings import from_settings
 
@@ -36,6 +36,8 @@ def item_embeddings(
     if run.encoded_now:
         cache.save()
     path = write_vectors(store.data_path("embeddings", "item_embeddings.parquet"), {"item_id": run.item_ids, "text_hash": run.text_hashes}, run.vectors)
+    # How an item's text becomes its vector, for whoever encodes a new item later (the service, through ranker_onnx).
+    write_encoder_settings(store.data_path("embeddings", ENCODER_SETTINGS_FILE), from_settings(EncoderConfig, config), from_settings(ItemTextConfig, config))
 
     # The vectors follow from the encoder's fingerprint (weights, tokenizer, pooling, ...) and the item texts.
     version = hashlib.sha256(encoder.fingerprint.encode())

@@ -9,8 +9,9 @@ from assets.gpu import GPU_POOL, gpu_op_tags
 from assets.metadata import consumed
 from assets.ranker import ranker
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
-from rec_pipeline.ranker import export
-from rec_pipeline.ranker.model import load_ranker
+from rec_pipeline.embeddings import ENCODER_SETTINGS_FILE
+from rec_pipeline.ranker import export, live
+from rec_pipeline.ranker.model import load_item_features, load_ranker
 from rec_pipeline.storage import file_sha256
 from rec_pipeline.registry import REGISTERED_MODEL
 
@@ -35,6 +36,9 @@ def ranker_onnx(
     if worst > export.PARITY_TOLERANCE:
         raise ValueError(f"{onnx_path}: ONNX Runtime differs from PyTorch by {worst:.2e} (> {export.PARITY_TOLERANCE:.0e})")
     export.record_parity(folder, probes)
+    # The live service's graphs (new items without a retrain) pass the same kind of gate before registration.
+    live.write_live(model, load_item_features(ranker_dir), store.data_path("embeddings", ENCODER_SETTINGS_FILE), folder)
+    live_probes = live.check_live_parity(model, folder)
 
     registered = {}
     ranker_run = consumed(context, ranker).metadata.get("mlflow_run_id")
@@ -49,6 +53,8 @@ def ranker_onnx(
             "items": len(item_ids),
             "parity_max_abs_diff": worst,
             "parity_probes": len(probes),
+            "live_parity_max_abs_diff": max(p.max_abs_diff for p in live_probes),
+            "live_parity_probes": len(live_probes),
             "ranker_mlflow_run_id": ranker_run or "none",
             **registered,
             "path": dg.MetadataValue.path(str(folder)),
@@ -78,7 +84,8 @@ def _register(context, mlflow_tracking, store, folder: Path, ranker_dir: Path, r
         "candidates": np.array([3, 4, 5], dtype=np.int64),
         "season": np.array([[1.0, -0.6, 0.8]], dtype=np.float32),
     }
-    extra = [ranker_dir / "model.safetensors", ranker_dir / "config.json", folder / export.ITEMS_FILE, folder / export.SERVING_FILE]
+    extra = [ranker_dir / "model.safetensors", ranker_dir / "config.json", folder / export.ITEMS_FILE, folder / export.SERVING_FILE,
+             *(folder / name for name in live.LIVE_FILES)]
     tags = {"dagster_run_id": context.run.run_id, "ranker_mlflow_run_id": ranker_run or "none", "onnx_sha256": file_sha256(folder / export.ONNX_FILE)}
     with mlflow.start_run(run_id=ranker_run) if ranker_run else mlflow.start_run(run_name=f"ranker-onnx-{context.run.run_id[:8]}") as run:
         info = mlflow.onnx.log_model(

@@ -99,7 +99,7 @@ def ranker(
             **{mlflow_metric_name(k): v for k, v in final.items()}, "best_epoch": result.best_epoch, "examples_per_s": result.examples_per_s,
             "shipped_training_examples": shipped.examples,
         })
-        folder = save_ranker(shipped.model.cpu(), store.data_path("models", "ranker"), list(item_ids))
+        folder = save_ranker(shipped.model.cpu(), store.data_path("models", "ranker"), list(item_ids), shipped.features)
         mlflow.log_artifacts(str(folder), artifact_path="ranker")
         run_id = run.info.run_id
         experiment_id = run.info.experiment_id

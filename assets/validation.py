@@ -7,7 +7,7 @@ import pandas as pd
 from assets.ingest import item_catalog, raw_events
 from assets.metadata import quarantine_sample, rules_table
 from assets.resources import ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
-from rec_pipeline.privacy import pseudonymise
+from rec_pipeline.privacy import desensitise_queries, pseudonymise
 from rec_pipeline.sources.formats import read_source
 from rec_pipeline.storage import write_parquet
 from rec_pipeline.validation import ValidationResult, validate_catalog, validate_events
@@ -65,4 +65,7 @@ def validated_events(
     salt = pseudonymiser.salt(store)
     result.valid["user_id"] = pseudonymise(result.valid["user_id"], salt)
     result.quarantine["user_id"] = pseudonymise(result.quarantine["user_id"], salt)
+    # Queries lose e-mail addresses and long numbers here too, as at the service's edge.
+    for table in (result.valid, result.quarantine):
+        table["query"] = desensitise_queries(table["query"])
     return _publish(context, "events", result, store, rows.stats)

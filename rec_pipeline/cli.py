@@ -9,6 +9,8 @@
     rec-pipeline recommend --user ID | --items A,B [--k 10]
                                                        top K from the registered ONNX ranker, with titles
     rec-pipeline lineage VERSION|RUN_ID [--json]       a model's chain back to the raw data's DVC md5 and the git commit
+    rec-pipeline serve [--host H] [--port P] [--workers N] [--store sqlite|redis://...]
+                                                       the real-time service (FastAPI on uvicorn)
 """
 
 from __future__ import annotations
@@ -135,6 +137,20 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from rec_pipeline.serving.app import serve
+    from rec_pipeline.serving.service import ServiceConfig
+
+    config = ServiceConfig(data_dir=args.data_dir, tracking_uri=args.tracking_uri, model=args.model, store=args.store,
+                           open_recommend=not args.closed_recommend, threads=args.threads, watch_seconds=args.watch_seconds)
+    try:
+        serve(config, args.host, args.port, args.workers)
+    except (FileNotFoundError, LookupError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rec-pipeline", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     recommend.add_argument("--date", help="ISO date the recommendations are for (season); default today")
     recommend.add_argument("--json", action="store_true", help="print one JSON object")
 
+    from rec_pipeline.registry import REGISTERED_MODEL
+
+    serve = commands.add_parser("serve", help="the real-time service: /recommend, /events, /items over HTTP (OpenAPI at /docs)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (uvicorn); they share the store")
+    serve.add_argument("--store", default="sqlite", help="live histories: sqlite (data/serving/live.sqlite), sqlite:///PATH or redis://HOST:PORT/DB")
+    serve.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow store with the model registry")
+    serve.add_argument("--model", default=REGISTERED_MODEL, help="registered model: its champion is served (the newest version where none is set)")
+    serve.add_argument("--data-dir", type=Path, default=Path("data"), help="where data/splits, data/validated, data/raw and the salt are")
+    serve.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker")
+    serve.add_argument("--watch-seconds", type=float, default=5.0, help="how often the champion alias is checked")
+    serve.add_argument("--closed-recommend", action="store_true", help="/recommend needs the bearer token too")
+
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         return _demo(args, rest)
@@ -186,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call([sys.executable, "-m", "orchestration.lineage", *rest], cwd=_project_root())
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
-    return {"generate": _generate, "validate": _validate, "evaluate": _evaluate, "recommend": _recommend}[args.command](args)
+    return {"generate": _generate, "validate": _validate, "evaluate": _evaluate, "recommend": _recommend, "serve": _serve}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ hash, float32 fixed-size list), never pickled.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rec_pipeline.encoders import TextEncoder, clean_text, text_hash
+from rec_pipeline.encoders import EncoderConfig, TextEncoder, clean_text, text_hash
 from rec_pipeline.storage import atomic_path
 
 @dataclass(frozen=True)
@@ -35,6 +36,24 @@ def item_texts(catalog: pd.DataFrame, text: ItemTextConfig = ItemTextConfig()) -
         raise ValueError(f"text fields {missing} are not catalog columns ({', '.join(catalog.columns)})")
     parts = [catalog[f].map(clean_text) for f in fields]
     return pd.Series([separator.join(p for p in row if p) for row in zip(*parts)], index=catalog.index, dtype=object)
+
+
+ENCODER_SETTINGS_FILE = "text_encoder.json"
+
+
+def write_encoder_settings(path: str | Path, encoder: EncoderConfig, text: ItemTextConfig) -> Path:
+    """The encoder and item-text settings the vectors were made with (device and threads aside: they are the
+    machine's), as JSON, so that an item added later is encoded the same way."""
+    settings = {"encoder": {k: v for k, v in asdict(encoder).items() if k not in ("device", "threads")}, "text": asdict(text)}
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(settings, indent=2))
+    return Path(path)
+
+
+def read_encoder_settings(path: str | Path) -> tuple[EncoderConfig, ItemTextConfig]:
+    raw = json.loads(Path(path).read_text())
+    text = raw["text"]
+    return EncoderConfig(**raw["encoder"]), ItemTextConfig(tuple(text["text_fields"]), text["separator"])
 
 
 def write_vectors(path: str | Path, keys: dict[str, Sequence[str]], vectors: np.ndarray) -> Path:

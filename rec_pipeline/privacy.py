@@ -1,10 +1,12 @@
-"""Pseudonymisation of user ids: a keyed hash, so ids stay joinable across runs but cannot be reversed without the salt."""
+"""Pseudonymisation of user ids (a keyed hash, so ids stay joinable across runs but cannot be reversed without the
+salt) and desensitised search queries (what identifies a person is masked before anything stores a query)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -31,11 +33,36 @@ def load_salt(salt_file: str | Path, env_var: str = SALT_ENV_VAR) -> str:
     return salt
 
 
+# What pseudonymise makes. The service pseudonymises at its edge and writes the pseudonym to the raw logs; the
+# pipeline keeps such ids as they are, so a live user's events join the history they already have.
+PSEUDONYM = re.compile(r"u_[0-9a-f]{16}")
+
+
 def pseudonymise(user_ids: pd.Series, salt: str) -> pd.Series:
-    """HMAC-SHA256 of each id under `salt`, shortened to 16 hex digits (collisions are negligible at catalogue scale)."""
+    """HMAC-SHA256 of each id under `salt`, shortened to 16 hex digits (collisions are negligible at catalogue scale);
+    an id that already is a pseudonym (`PSEUDONYM`) is kept."""
     if not salt:
         raise ValueError("an empty salt would make pseudonyms reversible by anyone; set a salt")
     key = salt.encode("utf-8")
     unique = pd.unique(user_ids.dropna())
-    mapping = {uid: "u_" + hmac.new(key, str(uid).encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:16] for uid in unique}
+    mapping = {
+        uid: uid if PSEUDONYM.fullmatch(str(uid)) else "u_" + hmac.new(key, str(uid).encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:16]
+        for uid in unique
+    }
     return user_ids.map(mapping).astype(object).where(user_ids.notna(), None)
+
+
+# Masked in queries: e-mail addresses, and runs of 6+ digits (phone, card, order and account numbers), spaces and
+# dashes inside them included.
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_DIGITS = re.compile(r"\+?\d(?:[\s-]?\d){5,}")
+
+
+def desensitise_queries(queries: pd.Series) -> pd.Series:
+    """Queries with e-mail addresses replaced by <email> and long digit runs by <number>; None stays None."""
+    def clean(query):
+        if not isinstance(query, str):
+            return query
+        return _DIGITS.sub("<number>", _EMAIL.sub("<email>", query))
+
+    return queries.map(clean)

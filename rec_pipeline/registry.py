@@ -32,22 +32,36 @@ def champion_version(client, name: str = REGISTERED_MODEL) -> str | None:
         return None
 
 
-def load_version(tracking_uri: str, name: str, version: str, threads: int = 0) -> OnnxRanker:
+def newest_version(client, name: str = REGISTERED_MODEL) -> str:
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise LookupError(f"no registered versions of {name!r} in the registry (materialise ranker_onnx first)")
+    return str(max(versions, key=lambda v: int(v.version)).version)
+
+
+def download_version(tracking_uri: str, name: str, version: str) -> tuple[Path, list[str]]:
+    """The version's files in a new temporary folder: its extra files (items.json, the live graphs, ...) and its item ids."""
+    import json
+
     import mlflow
 
-    folder = mlflow.artifacts.download_artifacts(
+    folder = Path(mlflow.artifacts.download_artifacts(
         f"models:/{name}/{version}", dst_path=tempfile.mkdtemp(prefix="rec_pipeline_model_"), tracking_uri=tracking_uri
-    )
-    return OnnxRanker.from_mlflow_model(folder, threads)
+    ))
+    extra = folder / "extra_files"
+    items = extra / "items.json"
+    if not items.exists():
+        raise FileNotFoundError(f"models:/{name}/{version}: no items.json among its files")
+    return extra, [str(i) for i in json.loads(items.read_text())]
+
+
+def load_version(tracking_uri: str, name: str, version: str, threads: int = 0) -> OnnxRanker:
+    extra, _ = download_version(tracking_uri, name, version)
+    return OnnxRanker.from_mlflow_model(extra.parent, threads)
 
 
 def load_registered(tracking_uri: str, name: str = REGISTERED_MODEL, threads: int = 0) -> tuple[OnnxRanker, str]:
     """The version aliased `champion`, or the newest version if no champion is set yet; and which one it was."""
     client = client_for(tracking_uri)
-    version = champion_version(client, name)
-    if version is None:
-        versions = client.search_model_versions(f"name = '{name}'")
-        if not versions:
-            raise LookupError(f"no registered versions of {name!r} in {tracking_uri} (materialise ranker_onnx first)")
-        version = max(versions, key=lambda v: int(v.version)).version
+    version = champion_version(client, name) or newest_version(client, name)
     return load_version(tracking_uri, name, version, threads), f"models:/{name}/{version}"

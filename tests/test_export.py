@@ -110,3 +110,56 @@ def test_the_bundle_records_its_inputs_and_opset(tmp_path):
 @pytest.mark.skipif(tensorrt_engine.unavailable_reason() is None, reason="TensorRT and a GPU are present here")
 def test_without_tensorrt_or_a_gpu_the_reason_is_named():
     assert tensorrt_engine.unavailable_reason() in ("the tensorrt package is not installed", "no CUDA device visible")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_the_live_graphs_match_pytorch_and_a_new_item_scores_as_the_model_scores_it(tmp_path, pooling):
+    from rec_pipeline.ranker.live import LiveModel, check_live_parity, write_live
+    from rec_pipeline.ranker.model import ItemFeatures
+
+    model = trained_looking_model(pooling)
+    features = ItemFeatures(("a", "b", "c"), (0.0, 1.0, 2.0), True)
+    write_live(model, features, encoder_settings(tmp_path), tmp_path)
+    probes = check_live_parity(model, tmp_path)
+    assert len(probes) == 7 and max(p.max_abs_diff for p in probes) <= PARITY_TOLERANCE
+    (tmp_path / "serving.json").write_text(json.dumps({"history": 40}))
+    live = LiveModel(tmp_path, [f"i{i}" for i in range(N_ITEMS)])
+    assert live.features == features
+    # An item the model never saw: the encoder's row, appended to the tables, scores what the model would give a cold
+    # item with that text and side features.
+    text, rows = torch.randn(1, 16), pd.DataFrame({"category": ["b"], "price": [3.5]})
+    rep, unit, bias = live.encode(text.numpy(), rows)
+    tables = live.tables
+    import numpy as np
+    grown = type(tables)(tables.item_ids + ["new"], *(np.vstack([a, b]) for a, b in
+                         ((tables.table, rep), (tables.unit, unit), (tables.bias, bias), (tables.id_part, np.zeros_like(rep)))))
+    history = np.array([5, 9, N_ITEMS + 1])  # the new item in the history too
+    season = season_features(pd.to_datetime(["2024-12-01"]))
+    got = live.scores(grown, history, season)
+    with torch.inference_mode():
+        side = torch.tensor([[2, 3]])  # "b" is category 2; log(3.5) = 1.25 lies above edges 0 and 1: band 3
+        assert torch.equal(torch.from_numpy(features.encode(rows)), side)
+        cold = model.text_proj(text) + model.category(side[:, 0]) + model.price_band(side[:, 1])
+        table = torch.cat([model.all_items(), cold])
+        user = model.users(torch.from_numpy(history)[None], table)
+        expected = model.logits(user, table, torch.from_numpy(season))[0].numpy()
+    assert got.shape == (N_ITEMS + 2,) and np.abs(got - expected).max() <= 1e-4
+
+
+def test_a_live_export_with_a_broken_encoder_fails_its_gate(tmp_path):
+    from rec_pipeline.ranker.live import check_live_parity, write_live
+    from rec_pipeline.ranker.model import ItemFeatures
+
+    model = trained_looking_model()
+    write_live(model, ItemFeatures(), encoder_settings(tmp_path), tmp_path)
+    with torch.no_grad():
+        model.text_proj[0].weight.add_(0.01)  # the PyTorch model drifts from what was exported
+    with pytest.raises(ValueError, match="live ONNX graphs differ"):
+        check_live_parity(model, tmp_path)
+
+
+def encoder_settings(folder):
+    from rec_pipeline.embeddings import ItemTextConfig, write_encoder_settings
+    from rec_pipeline.encoders import EncoderConfig
+
+    return write_encoder_settings(folder / "settings" / "text_encoder.json", EncoderConfig(), ItemTextConfig())

@@ -9,14 +9,13 @@ import torch
 
 from rec_pipeline.evaluation import temporal_split
 from rec_pipeline.metrics import evaluate
-from rec_pipeline.ranker.model import HybridRanker, RankerConfig, load_ranker, save_ranker, season_features, window_season
+from rec_pipeline.ranker.model import HybridRanker, ItemFeatures, RankerConfig, load_ranker, save_ranker, season_features, window_season
 from rec_pipeline.ranker.train import (
     TrainConfig,
     Validation,
     epoch_seconds,
     fit,
     history_matrix,
-    item_side_features,
     purchase_sequences,
     score,
     split_histories,
@@ -56,10 +55,17 @@ def test_side_features_number_categories_and_price_bands_with_zero_for_unknown()
     catalog = pd.DataFrame(
         {"item_id": ["a", "b", "c", "d"], "category": ["toys", "books", None, "toys"], "price": [1.0, 10.0, 100.0, np.nan]}
     )
-    side, n_categories, n_bands = item_side_features(catalog, np.array(["a", "b", "c", "d", "e"], dtype=object), n_price_bands=2)
-    assert n_categories == 2 and n_bands == 2
-    assert side[:, 0].tolist() == [0, 2, 1, 0, 2, 0]  # padding, toys, books, none, toys, not in the catalog
-    assert side[:, 1].tolist() == [0, 1, 2, 2, 0, 0]  # below / above the median log price; unknown prices are 0
+    item_ids = np.array(["a", "b", "c", "d", "e"], dtype=object)
+    features = ItemFeatures.fit(catalog, item_ids, n_price_bands=2)
+    assert len(features.categories) == 2 and features.n_price_bands == 2
+    side = features.encode(catalog.set_index("item_id").reindex(item_ids))
+    assert side[:, 0].tolist() == [2, 1, 0, 2, 0]  # toys, books, none, toys, not in the catalog
+    assert side[:, 1].tolist() == [1, 2, 2, 0, 0]  # below / above the median log price; unknown prices are 0
+    # Stored with the model, the encoding gives a new item the bands and categories the model was trained on.
+    again = ItemFeatures.from_json(features.to_json())
+    assert again == features
+    new = pd.DataFrame({"category": ["books", "garden"], "price": [50.0, -1.0]})
+    assert again.encode(new).tolist() == [[1, 2], [0, 0]]
 
 
 def test_cold_items_are_represented_by_text_and_side_features_alone():
@@ -85,7 +91,7 @@ def test_a_saved_ranker_loads_back_to_the_same_scores_without_pickle(tmp_path):
     config = RankerConfig(n_items=3, text_dim=8, dim=4, n_categories=2, n_price_bands=2)
     model = HybridRanker(config, torch.randn(4, 8), torch.tensor([False, True, True, False]), torch.tensor([[0, 0], [1, 1], [2, 1], [1, 2]]))
     folder = save_ranker(model, tmp_path / "ranker", ["a", "b", "c"])
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "items.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "features.json", "items.json", "model.safetensors"]
     assert json.loads((folder / "config.json").read_text())["n_categories"] == 2
     loaded, items = load_ranker(folder)
     assert items == ["a", "b", "c"] and loaded.config == config

@@ -51,20 +51,26 @@ class ServingScorer(nn.Module):
         self.user_linear = copy.deepcopy(model.user_proj[1])  # user_proj[0] is dropout, off when serving
 
     def forward(self, history: torch.Tensor, candidates: torch.Tensor, season: torch.Tensor) -> torch.Tensor:
-        present = history > 0
-        reps = self.item_table[history]
-        count = present.sum(dim=1)
-        if self.config.pooling == "attention":
-            logits = self.attention(reps).squeeze(-1).masked_fill(~present, float("-inf"))
-            pooled = (torch.softmax(logits, dim=-1).nan_to_num(0.0).unsqueeze(-1) * reps).sum(dim=1)
-        else:
-            # The model's embedding_bag mean, as a weighted sum: the ONNX exporter has no plain op for embedding_bag.
-            weights = present.to(reps.dtype) / count.clamp(min=1).to(reps.dtype).unsqueeze(-1)
-            pooled = (weights.unsqueeze(-1) * reps).sum(dim=1)
-        user = self.user_linear(pooled + self.history_size(history_size_bucket(count)))
+        user = user_vectors(self, history, self.item_table)
         cosine = nn.functional.normalize(user, dim=-1) @ self.item_unit[candidates].T
         bias = season[:, : self.item_bias.shape[1]] @ self.item_bias[candidates].T
         return cosine / self.config.temperature + bias
+
+
+def user_vectors(scorer: nn.Module, history: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """The model's user side over item `table`: pool the history's rows, add the history-size embedding, project.
+    `scorer` holds config, history_size, attention and user_linear (ServingScorer, and live.LiveScorer)."""
+    present = history > 0
+    reps = table[history]
+    count = present.sum(dim=1)
+    if scorer.config.pooling == "attention":
+        logits = scorer.attention(reps).squeeze(-1).masked_fill(~present, float("-inf"))
+        pooled = (torch.softmax(logits, dim=-1).nan_to_num(0.0).unsqueeze(-1) * reps).sum(dim=1)
+    else:
+        # The model's embedding_bag mean, as a weighted sum: the ONNX exporter has no plain op for embedding_bag.
+        weights = present.to(reps.dtype) / count.clamp(min=1).to(reps.dtype).unsqueeze(-1)
+        pooled = (weights.unsqueeze(-1) * reps).sum(dim=1)
+    return scorer.user_linear(pooled + scorer.history_size(history_size_bucket(count)))
 
 
 def export_onnx(scorer: ServingScorer, path: str | Path) -> Path:

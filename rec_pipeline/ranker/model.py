@@ -28,7 +28,7 @@ from torch import nn
 
 from rec_pipeline.storage import atomic_folder
 
-CONFIG_FILE, WEIGHTS_FILE, ITEMS_FILE = "config.json", "model.safetensors", "items.json"
+CONFIG_FILE, WEIGHTS_FILE, ITEMS_FILE, FEATURES_FILE = "config.json", "model.safetensors", "items.json", "features.json"
 HISTORY_SIZE_BUCKETS = 8  # 0, 1, 2-3, 4-7, ..., 64+ items
 
 
@@ -45,6 +45,54 @@ class RankerConfig:
     n_price_bands: int = 0  # side feature: price band 1..n_price_bands, 0 unknown
     seasonal: bool = True
     temperature: float = 0.2  # cosine / temperature; 0.15-0.2 best on Online Retail's validation, 0.35+ clearly worse
+
+
+@dataclass(frozen=True)
+class ItemFeatures:
+    """How catalog rows become the item side features: category names (index i + 1; 0 unknown) and the log-price
+    band edges (band i + 1; 0 unknown). Fitted on the training catalog and stored with the model (features.json), so
+    an item added while serving is encoded exactly as the items it was trained on."""
+
+    categories: tuple[str, ...] = ()
+    price_edges: tuple[float, ...] = ()
+    priced: bool = False  # whether the training catalog had prices at all (then there are len(price_edges) + 1 bands)
+
+    @property
+    def n_price_bands(self) -> int:
+        return len(self.price_edges) + 1 if self.priced else 0
+
+    @classmethod
+    def fit(cls, catalog: pd.DataFrame, item_ids, n_price_bands: int = 10) -> "ItemFeatures":
+        """Categories in sorted order; price bands at quantiles of log price over `item_ids`' catalog rows."""
+        rows = catalog.drop_duplicates("item_id").set_index("item_id").reindex(item_ids)
+        categories: tuple[str, ...] = ()
+        if "category" in rows and rows["category"].notna().any():
+            categories = tuple(sorted(str(c) for c in rows["category"].dropna().unique()))
+        if "price" not in rows or not (rows["price"] > 0).any():
+            return cls(categories)
+        log_price = np.log(rows["price"].where(rows["price"] > 0).astype(float))
+        edges = np.unique(np.nanquantile(log_price, np.linspace(0, 1, n_price_bands + 1)[1:-1]))
+        return cls(categories, tuple(float(e) for e in edges), True)
+
+    def encode(self, rows: pd.DataFrame) -> np.ndarray:
+        """(len(rows), 2) int64 [category index, price band] of catalog rows (columns category and price, either may be absent)."""
+        side = np.zeros((len(rows), 2), dtype=np.int64)
+        if self.categories and "category" in rows:
+            side[:, 0] = pd.Index(self.categories).get_indexer(rows["category"].astype(object)) + 1  # unknown: -1 + 1 = 0
+        if self.priced and "price" in rows:
+            price = pd.to_numeric(rows["price"], errors="coerce").to_numpy(np.float64)
+            positive = price > 0
+            log_price = np.log(np.where(positive, price, 1.0))
+            side[:, 1] = np.where(positive, np.searchsorted(np.array(self.price_edges), log_price, side="right") + 1, 0)
+        return side
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ItemFeatures":
+        raw = json.loads(text)
+        return cls(tuple(raw["categories"]), tuple(float(e) for e in raw["price_edges"]), bool(raw["priced"]))
 
 
 def season_features(timestamps) -> np.ndarray:
@@ -135,14 +183,15 @@ class HybridRanker(nn.Module):
         return self.logits(self.users(history, table), table, season)
 
 
-def save_ranker(model: HybridRanker, folder: str | Path, item_ids: list[str]) -> Path:
-    """safetensors weights (buffers included), the config and the item ids as JSON: no pickle anywhere. The three
-    files replace the folder together, so a crash never leaves weights beside another model's config."""
+def save_ranker(model: HybridRanker, folder: str | Path, item_ids: list[str], features: ItemFeatures = ItemFeatures()) -> Path:
+    """safetensors weights (buffers included), the config, the item ids and the side-feature encoding as JSON: no
+    pickle anywhere. The files replace the folder together, so a crash never leaves weights beside another model's config."""
     folder = Path(folder)
     with atomic_folder(folder) as tmp:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(asdict(model.config), indent=2))
         (tmp / ITEMS_FILE).write_text(json.dumps([str(i) for i in item_ids]))
+        (tmp / FEATURES_FILE).write_text(features.to_json())
     return folder
 
 
@@ -154,3 +203,10 @@ def load_ranker(folder: str | Path) -> tuple[HybridRanker, list[str]]:
     model.load_state_dict(state)
     model.eval()
     return model, json.loads((folder / ITEMS_FILE).read_text())
+
+
+def load_item_features(folder: str | Path) -> ItemFeatures:
+    path = Path(folder) / FEATURES_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no side-feature encoding beside the model (retrain: `ranker` writes it)")
+    return ItemFeatures.from_json(path.read_text())

@@ -33,7 +33,7 @@ import torch
 
 from rec_pipeline.evaluation import Split
 from rec_pipeline.metrics import evaluate
-from rec_pipeline.ranker.model import HybridRanker, RankerConfig, season_features, window_season
+from rec_pipeline.ranker.model import HybridRanker, ItemFeatures, RankerConfig, season_features, window_season
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class TrainResult:
     best_epoch: int
     epochs: list[dict] = field(default_factory=list)  # per epoch: loss, validation ndcg@20, seconds
     examples: int = 0
+    features: ItemFeatures = field(default_factory=ItemFeatures)  # how the catalog became side features (train_ranker)
 
     @property
     def examples_per_s(self) -> float:
@@ -121,27 +122,6 @@ def split_histories(split: Split, purchases_before_cut: pd.DataFrame, length: in
     sequences = purchase_sequences(purchases_before_cut, split.item_ids if item_ids is None else item_ids)
     empty = np.zeros(0, np.int64)
     return history_matrix([sequences.get(split.user_ids[r], (empty, None))[0] for r in split.test_rows], length)
-
-
-def item_side_features(catalog: pd.DataFrame, item_ids: np.ndarray, n_price_bands: int = 10) -> tuple[np.ndarray, int, int]:
-    """(items + 1, 2) [category index, price band] per model row (row 0 padding), with the number of each.
-
-    Categories are numbered in sorted order; price bands are quantiles of log price. 0 means unknown.
-    """
-    rows = catalog.drop_duplicates("item_id").set_index("item_id").reindex(item_ids)
-    side = np.zeros((len(item_ids) + 1, 2), dtype=np.int64)
-    n_categories = 0
-    if "category" in rows and rows["category"].notna().any():
-        names = sorted(rows["category"].dropna().unique())
-        n_categories = len(names)
-        side[1:, 0] = pd.Index(names).get_indexer(rows["category"]) + 1  # missing: -1 + 1 = 0
-    n_bands = 0
-    if "price" in rows and (rows["price"] > 0).any():
-        log_price = np.log(rows["price"].where(rows["price"] > 0))
-        edges = np.unique(np.nanquantile(log_price, np.linspace(0, 1, n_price_bands + 1)[1:-1]))
-        n_bands = len(edges) + 1
-        side[1:, 1] = np.where(log_price.notna(), np.searchsorted(edges, log_price.fillna(0), side="right") + 1, 0)
-    return side, n_categories, n_bands
 
 
 def score(model: HybridRanker, histories: np.ndarray, season: np.ndarray, batch: int = 1024) -> np.ndarray:
@@ -252,11 +232,14 @@ def fit(
 def train_ranker(purchases, item_ids: np.ndarray, vectors: pd.DataFrame, catalog, model_config, train_config, validation=None, epochs=None):
     """`fit` over `item_ids`, with their text vectors, side features and first-seen times; the item count and dims come
     from the data."""
-    side, n_categories, n_bands = item_side_features(catalog, item_ids)
+    features = ItemFeatures.fit(catalog, item_ids)
+    side = np.vstack([np.zeros((1, 2), np.int64), features.encode(catalog.drop_duplicates("item_id").set_index("item_id").reindex(item_ids))])
     first_seen = catalog.drop_duplicates("item_id").set_index("item_id")["first_seen"].reindex(item_ids)
-    model_config = replace(model_config, n_items=len(item_ids), text_dim=vectors.shape[1], n_categories=n_categories, n_price_bands=n_bands)
+    model_config = replace(model_config, n_items=len(item_ids), text_dim=vectors.shape[1], n_categories=len(features.categories), n_price_bands=features.n_price_bands)
     item_vectors = vectors.loc[item_ids].to_numpy(np.float32)
-    return fit(purchases, item_ids, item_vectors, model_config, train_config, validation, max_epochs=epochs, item_side=side, item_first_seen=epoch_seconds(first_seen))
+    result = fit(purchases, item_ids, item_vectors, model_config, train_config, validation, max_epochs=epochs, item_side=side, item_first_seen=epoch_seconds(first_seen))
+    result.features = features
+    return result
 
 
 def ranker_validation(split: Split, purchases_before_cut: pd.DataFrame, end: pd.Timestamp, history: int) -> Validation:

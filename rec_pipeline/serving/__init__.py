@@ -1,0 +1,1 @@
+"""The real-time service: `rec-pipeline serve` (see rec_pipeline.serving.app)."""

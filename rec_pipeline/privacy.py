@@ -38,17 +38,21 @@ def load_salt(salt_file: str | Path, env_var: str = SALT_ENV_VAR) -> str:
 PSEUDONYM = re.compile(r"u_[0-9a-f]{16}")
 
 
+def pseudonym_of(user_id, key: bytes) -> str:
+    """One id's pseudonym under the salt's bytes `key` (the service's per-request path: no pandas)."""
+    text = str(user_id)
+    if PSEUDONYM.fullmatch(text):
+        return text
+    return "u_" + hmac.new(key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:16]
+
+
 def pseudonymise(user_ids: pd.Series, salt: str) -> pd.Series:
     """HMAC-SHA256 of each id under `salt`, shortened to 16 hex digits (collisions are negligible at catalogue scale);
     an id that already is a pseudonym (`PSEUDONYM`) is kept."""
     if not salt:
         raise ValueError("an empty salt would make pseudonyms reversible by anyone; set a salt")
     key = salt.encode("utf-8")
-    unique = pd.unique(user_ids.dropna())
-    mapping = {
-        uid: uid if PSEUDONYM.fullmatch(str(uid)) else "u_" + hmac.new(key, str(uid).encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:16]
-        for uid in unique
-    }
+    mapping = {uid: pseudonym_of(uid, key) for uid in pd.unique(user_ids.dropna())}
     return user_ids.map(mapping).astype(object).where(user_ids.notna(), None)
 
 

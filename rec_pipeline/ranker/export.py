@@ -59,7 +59,7 @@ class ServingScorer(nn.Module):
 
 def user_vectors(scorer: nn.Module, history: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """The model's user side over item `table`: pool the history's rows, add the history-size embedding, project.
-    `scorer` holds config, history_size, attention and user_linear (ServingScorer, and live.LiveScorer)."""
+    `scorer` holds config, history_size, attention and user_linear (ServingScorer, and live.UserEncoder)."""
     present = history > 0
     reps = table[history]
     count = present.sum(dim=1)
@@ -158,6 +158,7 @@ def write_bundle(model: HybridRanker, item_ids: list[str], folder: str | Path) -
         tmp.write_text(json.dumps([str(i) for i in item_ids]))
     serving = {
         "history": model.config.history,
+        "temperature": model.config.temperature,
         "n_items": model.config.n_items,
         "opset": OPSET,
         "inputs": {"history": "int64 (batch, length), item rows 1..n_items, 0-padded on the left, most recent last",

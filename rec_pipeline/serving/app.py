@@ -20,8 +20,10 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rec_pipeline.serving import metrics
 from rec_pipeline.serving.service import RecommendationService, RejectedInput, ServiceConfig
@@ -44,7 +46,7 @@ class RecommendRequest(BaseModel):
         return self
 
 
-def create_app(config: ServiceConfig, service: RecommendationService | None = None) -> FastAPI:
+def create_app(config: ServiceConfig, service: RecommendationService | None = None):
     state: dict[str, Any] = {"service": service}
 
     @asynccontextmanager
@@ -80,17 +82,6 @@ def create_app(config: ServiceConfig, service: RecommendationService | None = No
         if not config.open_recommend:
             require_token(request)
 
-    @app.middleware("http")
-    async def bounded_and_measured(request: Request, call_next):
-        started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
-            response = JSONResponse({"detail": f"body over {config.max_body_bytes:,} bytes"}, status_code=413)
-        else:
-            response = await call_next(request)
-        metrics.observe(request.url.path, response.status_code, time.perf_counter() - started)
-        return response
-
     @app.exception_handler(RejectedInput)
     async def rejected(request: Request, error: RejectedInput):
         return JSONResponse({"detail": error.message, "errors": error.errors}, status_code=error.status)
@@ -101,21 +92,30 @@ def create_app(config: ServiceConfig, service: RecommendationService | None = No
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
         return JSONResponse({"detail": f"invalid request: {fields}", "errors": errors}, status_code=422)
 
-    @app.post("/recommend", dependencies=[Depends(recommend_access)])
-    async def recommend(body: RecommendRequest):
+    @app.post("/recommend", response_model=None, openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": RecommendRequest.model_json_schema()}}}})
+    async def recommend(request: Request) -> Response:
         """The top `k` for a user's history as it is now (a user without one gets the new-user fallback, said so in
-        `fallback`), or for a list of items."""
+        `fallback`), or for a list of items. The hot path: the body is parsed by pydantic-core straight from its
+        bytes and the answer written by orjson, without FastAPI's body and response machinery (measured with
+        bench.service on 2 cores: 778 -> 1,775 requests/s at concurrency 8, with the pseudonym computed without pandas)."""
+        recommend_access(request)
+        try:
+            body = RecommendRequest.model_validate_json(await request.body())
+        except ValidationError as error:
+            errors = [{"loc": ["body", *e["loc"]], "msg": e["msg"]} for e in error.errors()]
+            fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in errors)
+            return JSONResponse({"detail": f"invalid request: {fields}", "errors": errors}, status_code=422)
         if body.k > config.max_k:
             raise RejectedInput(422, f"k is {body.k}; at most {config.max_k}", [{"loc": ["body", "k"], "msg": f"at most {config.max_k}"}])
         result = svc().recommend(body.user_id, body.items, body.k, body.exclude_seen, body.titles)
-        return {"items": result.items, "fallback": result.fallback, "history_length": result.history_length, "model_version": result.version}
+        answer = {"items": result.items, "fallback": result.fallback, "history_length": result.history_length, "model_version": result.version}
+        return Response(orjson.dumps(answer), media_type="application/json")
 
     async def _records(request: Request, key: str) -> list[dict]:
         body = await request.body()
         if len(body) > config.max_body_bytes:
             raise RejectedInput(413, f"body over {config.max_body_bytes:,} bytes")
-        import orjson
-
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as error:
@@ -175,13 +175,44 @@ def create_app(config: ServiceConfig, service: RecommendationService | None = No
         body, content_type = metrics.render()
         return PlainTextResponse(body, media_type=content_type)
 
-    return app
+    # /recommend is dispatched by a plain Starlette route placed first, and documented by the FastAPI route above
+    # (which then never runs): FastAPI's per-request parameter machinery cost ~0.4 ms here, measured with
+    # bench.service's wrk on 2 cores: 1,775 -> 2,212 requests/s at concurrency 8, p99 12.5 -> 9.5 ms.
+    app.router.routes.insert(0, Route("/recommend", recommend, methods=["POST"]))
+    return BoundedAndMeasured(app, config.max_body_bytes)
+
+
+class BoundedAndMeasured:
+    """ASGI middleware: refuses a body over the limit (by its Content-Length) with a 413, and times every request for
+    /metrics. Plain ASGI rather than Starlette's BaseHTTPMiddleware, which cost ~0.5 ms a request here."""
+
+    def __init__(self, app: FastAPI, max_body_bytes: int):
+        self.app, self.max_body_bytes = app, max_body_bytes
+        self.state = app.state  # tests reach the app through the wrapper
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), [500]
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            response = JSONResponse({"detail": f"body over {self.max_body_bytes:,} bytes"}, status_code=413)
+            status[0] = 413
+            await response(scope, receive, send)
+        else:
+            async def send_and_note(message):
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            await self.app(scope, receive, send_and_note)
+        metrics.observe(scope["path"], status[0], time.perf_counter() - started)
 
 
 CONFIG_ENV = "REC_PIPELINE_SERVE_CONFIG"  # the ServiceConfig as JSON, for each worker process uvicorn starts
 
 
-def from_environment() -> FastAPI:
+def from_environment():
     """The app factory uvicorn's workers call: the config `serve` put in the environment."""
     import json
     from pathlib import Path

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from rec_pipeline.embeddings import item_texts
-from rec_pipeline.privacy import SALT_FILE, desensitise_queries, load_salt, pseudonymise
+from rec_pipeline.privacy import SALT_FILE, desensitise_queries, load_salt, pseudonym_of, pseudonymise
 from rec_pipeline.ranker.live import ItemTables, LiveModel
 from rec_pipeline.ranker.model import season_features
 from rec_pipeline.registry import REGISTERED_MODEL, champion_version, client_for, download_version, newest_version
@@ -97,6 +97,7 @@ class RecommendationService:
         self.config = config
         data = Path(config.data_dir)
         self.salt = load_salt(data / SALT_FILE)
+        self._salt_key = self.salt.encode("utf-8")
         summary_path = data / "splits" / "summary.json"
         if not summary_path.exists():
             raise FileNotFoundError(f"{summary_path}: no training splits (run the README's first command first)")
@@ -225,7 +226,7 @@ class RecommendationService:
     # -- requests ---------------------------------------------------------------------------------------------------
 
     def pseudonym(self, user_id: str) -> str:
-        return pseudonymise(pd.Series([user_id]), self.salt).iloc[0]
+        return pseudonym_of(user_id, self._salt_key)
 
     def _season_now(self) -> np.ndarray:
         today = time.strftime("%Y-%m-%d", time.gmtime())

@@ -86,3 +86,33 @@ def test_the_deployment_instance_config_is_valid_for_dagster_k8s():
 
 if __name__ == "__main__":
     print(json.dumps(step_pod_specs(), default=str))
+
+
+SERVICE_MANIFESTS = DEPLOY / "service" / "service.yaml"
+KUBERNETES_VERSION = "1.32.0"
+
+
+def test_the_service_manifests_validate_against_the_kubernetes_schemas_offline():
+    import kubernetes_validate
+
+    documents = list(yaml.safe_load_all(SERVICE_MANIFESTS.read_text()))
+    kinds = sorted(d["kind"] for d in documents)
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Service", "StatefulSet"]
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    [deployment] = [d for d in documents if d["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" and container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["command"][:2] == ["rec-pipeline", "serve"] and "redis://rec-pipeline-redis:6379/0" in container["command"]
+    assert container["env"][0]["valueFrom"]["secretKeyRef"]["key"] == "token"  # the write token from a Secret, not the manifest
+    [hpa] = [d for d in documents if d["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"] and hpa["spec"]["minReplicas"] >= 2
+
+
+def test_the_validation_catches_a_misspelt_field():
+    import kubernetes_validate
+
+    [deployment, *_] = yaml.safe_load_all(SERVICE_MANIFESTS.read_text())
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = deployment["spec"]["template"]["spec"]["containers"][0].pop("readinessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)

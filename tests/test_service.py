@@ -25,7 +25,7 @@ from rec_pipeline.privacy import PSEUDONYM
 from rec_pipeline.registry import CHAMPION, REGISTERED_MODEL
 from rec_pipeline.sources.formats import read_source
 from rec_pipeline.validation import ValidationSettings, validate_events
-from rec_pipeline.versioning import init_dvc_repo
+from rec_pipeline.versioning import current_md5, init_dvc_repo
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "test-token"
@@ -197,6 +197,7 @@ def clicks_and_new_items(service: Service, root: Path, tag: str) -> None:
 
 
 def test_sqlite_store_clicks_new_items_bad_input_and_the_raw_logs(project):
+    raw_version = current_md5(project / "data" / "raw" / "events", project)
     service = Service(project)
     try:
         clicks_and_new_items(service, project, "sqlite")
@@ -244,6 +245,8 @@ def test_sqlite_store_clicks_new_items_bad_input_and_the_raw_logs(project):
         assert "sqlite-new-item" in set(catalog["item_id"])
         result = validate_events(live[live["event_id"].str.startswith("sqlite-")], catalog["item_id"], ValidationSettings())
         assert result.rows_quarantined == 0 and result.rows_valid == 2
+        # A new raw data version: what the new_raw_data sensor retrains on.
+        assert current_md5(project / "data" / "raw" / "events", project) != raw_version
 
         # Prometheus metrics, the OpenAPI page, health.
         status, text = call(service.url + "/metrics", method="GET")

@@ -76,12 +76,15 @@ def build_definitions(resources: dict, selection: dg.AssetSelection = dg.AssetSe
         raise ConfigFileError(path, f"unknown asset(s) under ops: {', '.join(map(repr, unknown))}")
     ops = {name: entry for name, entry in (config or {}).get("ops", {}).items() if name in selected}
     main_job = dg.define_asset_job(
-        "main", selection=selection, description="Raw logs to the last asset.", executor_def=executor(), config={"ops": ops} if ops else None,
+        "main", selection=selection, description="Raw logs to the last asset.", config={"ops": ops} if ops else None,
     )
     new_raw_data, nightly = retraining(main_job)
+    # The executor is the Definitions' own, so that what the UI launches ("Materialize all", one asset: Dagster's
+    # implicit asset job) runs as `main` does. Set on `main` alone, UI runs used the multiprocess executor whatever
+    # REC_PIPELINE_EXECUTOR said, on Kubernetes too.
     return dg.Definitions(
         assets=all_assets, asset_checks=[*validation_checks, onnx_parity], jobs=[main_job], sensors=[new_raw_data],
-        schedules=[nightly], resources=resources,
+        schedules=[nightly], resources=resources, executor=executor(),
     )
 
 

@@ -39,14 +39,15 @@ def newest_version(client, name: str = REGISTERED_MODEL) -> str:
     return str(max(versions, key=lambda v: int(v.version)).version)
 
 
-def download_version(tracking_uri: str, name: str, version: str) -> tuple[Path, list[str]]:
-    """The version's files in a new temporary folder: its extra files (items.json, the live graphs, ...) and its item ids."""
+def download_version(tracking_uri: str, name: str, version: str, into: Path | None = None) -> tuple[Path, list[str]]:
+    """The version's files in `into` (default: a new temporary folder): the folder of its extra files (items.json,
+    the live graphs, ...) and its item ids."""
     import json
 
     import mlflow
 
     folder = Path(mlflow.artifacts.download_artifacts(
-        f"models:/{name}/{version}", dst_path=tempfile.mkdtemp(prefix="rec_pipeline_model_"), tracking_uri=tracking_uri
+        f"models:/{name}/{version}", dst_path=str(into or tempfile.mkdtemp(prefix="rec_pipeline_model_")), tracking_uri=tracking_uri
     ))
     extra = folder / "extra_files"
     items = extra / "items.json"

@@ -59,7 +59,10 @@ def test_the_executor_is_chosen_by_the_environment(monkeypatch):
     monkeypatch.setenv("REC_PIPELINE_EXECUTOR", "multiprocess")
     assert build_definitions(default_resources()).resolve_job_def("main").executor_def.name == "multiprocess"
     monkeypatch.setenv("REC_PIPELINE_EXECUTOR", "in_process")
-    assert build_definitions(default_resources()).resolve_job_def("main").executor_def.name == "in_process"
+    definitions = build_definitions(default_resources())
+    assert definitions.resolve_job_def("main").executor_def.name == "in_process"
+    # What the UI launches ("Materialize all", one asset) runs the same way.
+    assert definitions.resolve_implicit_global_asset_job_def().executor_def.name == "in_process"
     monkeypatch.setenv("REC_PIPELINE_EXECUTOR", "k8ss")
     with pytest.raises(ValueError, match="REC_PIPELINE_EXECUTOR='k8ss': expected multiprocess, in_process or k8s"):
         build_definitions(default_resources())

@@ -18,7 +18,8 @@ ALL_STAGES = {"validated_data", "item_embeddings", "training_splits", "ranker", 
 
 def repro(root: Path) -> set[str]:
     # The stages call `python`: the one running these tests, with the project installed.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # One process per stage, not one more per step: the executor is not what this test is about.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "REC_PIPELINE_EXECUTOR": "in_process"}
     env.pop("DAGSTER_HOME", None)  # each stage uses the copy's own .dagster_home, as on a clone
     done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

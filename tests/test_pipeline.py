@@ -130,7 +130,7 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert 1 <= ranker["best_epoch"] <= ranker["epochs_run"] and ranker["training_examples"] > 0
     assert 0 < ranker["val_ndcg@20"] <= 1 and 0 <= ranker["val_cold_recall@20"] <= 1
     model_dir = root / "data" / "models" / "ranker"
-    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "items.json", "model.safetensors"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "features.json", "items.json", "model.safetensors"]
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
@@ -154,12 +154,14 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert all(value < 0.95 * max(curve.values()) for epoch, value in curve.items() if epoch > ranker["best_epoch"])
     assert run.data.metrics["val_ndcg_at_20"] == pytest.approx(ranker["val_ndcg@20"], abs=1e-4)
     artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id, "ranker"))
-    assert artifacts == ["ranker/config.json", "ranker/items.json", "ranker/model.safetensors"]
+    assert artifacts == ["ranker/config.json", "ranker/features.json", "ranker/items.json", "ranker/model.safetensors"]
     assert ranker["mlflow_run"].endswith(f"/runs/{run.info.run_id}")
 
     # The serving export: parity-checked, registered with the ONNX flavour, the PyTorch weights and the Dagster run id.
     exported = metadata_of(result, "ranker_onnx")
     assert exported["parity_max_abs_diff"] <= 1e-5 and exported["parity_probes"] >= 9
+    # And the two towers the service scores with, behind their own gate (rec_pipeline/ranker/live.py).
+    assert exported["live_parity_max_abs_diff"] <= 1e-5 and exported["live_parity_probes"] == 6
     assert exported["onnx_sha256"] == hashlib.sha256((root / "data/models/ranker_onnx/ranker.onnx").read_bytes()).hexdigest()
     version = client.get_model_version("rec_pipeline_ranker", str(exported["registered_version"]))
     assert version.tags["dagster_run_id"] == result.run_id and version.run_id == ranker["mlflow_run_id"]

@@ -233,6 +233,8 @@ def test_sqlite_store_clicks_new_items_bad_input_and_the_raw_logs(project):
         assert status == 422
         assert [(e["loc"], e["rule"]) for e in answer["errors"]] == [(["body", "events", 1], "ts_out_of_window"), (["body", "events", 2], "unknown_event_type")]
         assert "good-1" not in {e["event_id"] for e in live_lines(project)}
+        status, answer = service.post("/events", {**event("typo-1", user, heaviest_item(project)), "itemid": "i000001"})
+        assert status == 422 and answer["errors"][0]["loc"] == ["body", "events", 0, "itemid"]
         status, answer = service.post("/items", {"item_id": "no-title", "title": ""})
         assert status == 422 and answer["errors"][0]["rule"] == "empty_title"
 

@@ -68,7 +68,8 @@ def webserver(tmp_path, monkeypatch):
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # the test reads the same instance
     port = free_port()
-    # One process per run rather than per step: measured, this test takes 180 s instead of 377 s.
+    # One process per run rather than per step (the Definitions' executor, which UI runs use): measured alone, this
+    # test took 69 s, against 205 s with a process per step.
     env = {**os.environ, "REC_PIPELINE_EXECUTOR": "in_process", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = (tmp_path / "webserver.log").open("w")
     process = subprocess.Popen(
@@ -123,8 +124,15 @@ def test_materialize_all_from_the_asset_graph_and_read_the_report(webserver):
             [run] = instance.get_runs()
             page.goto(f"{url}/runs/{run.run_id}")
             page.screenshot(path=SCREENSHOTS / "2-run-started.png")
-            # The run page follows the run live; a person waits for its status to read Success.
-            expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=RUN_TIMEOUT_S * 1000)
+            # A person leaves the run page open while it runs; here the page is left (Chromium rendering the live log
+            # took CPU from the run itself on 2 cores), the instance is watched, and the run page is opened again,
+            # where its status must read Success.
+            page.goto("about:blank")
+            deadline = time.monotonic() + RUN_TIMEOUT_S
+            while not instance.get_run_by_id(run.run_id).is_finished and time.monotonic() < deadline:
+                time.sleep(2)
+            page.goto(f"{url}/runs/{run.run_id}")
+            expect(page.get_by_text("Success", exact=True).first).to_be_visible()
             page.screenshot(path=SCREENSHOTS / "3-run-succeeded.png")
             run = instance.get_run_by_id(run.run_id)
             assert run.status == dg.DagsterRunStatus.SUCCESS

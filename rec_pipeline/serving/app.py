@@ -228,13 +228,16 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, work
     import shutil
     import tempfile
     from dataclasses import asdict
+    from pathlib import Path
 
     import uvicorn
 
     os.environ[CONFIG_ENV] = json.dumps({**asdict(config), "data_dir": str(config.data_dir)})
     metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        metrics_dir = tempfile.mkdtemp(prefix="rec_pipeline_metrics_")
+        serving = Path(config.data_dir) / "serving"
+        serving.mkdir(parents=True, exist_ok=True)
+        metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=serving)  # the workers' samples, inside the project
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         uvicorn.run("rec_pipeline.serving.app:from_environment", factory=True, host=host, port=port, workers=workers,

@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
+import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,15 +85,6 @@ class Recommendation:
     version: str
 
 
-@dataclass
-class Counters:
-    events_accepted: int = 0
-    events_duplicate: int = 0
-    items_added: int = 0
-    swaps: int = 0
-    extra: dict = field(default_factory=dict)
-
-
 class RecommendationService:
     def __init__(self, config: ServiceConfig, store: HistoryStore | None = None):
         self.config = config
@@ -103,11 +96,12 @@ class RecommendationService:
             raise FileNotFoundError(f"{summary_path}: no training splits (run the README's first command first)")
         self.positive_events = set(json.loads(summary_path.read_text())["positive_events"])
         self.store = store or open_store(config.store, data)
+        self._serving_dir = data / "serving"
+        self._serving_dir.mkdir(parents=True, exist_ok=True)
         self.events_log = RawLog(data / "raw" / "events", EVENT_COLUMNS, "ts")
         self.catalog_log = RawLog(data / "raw" / "catalog", CATALOG_COLUMNS, "first_seen")
         self.catalog = self._read_catalog(data / "validated" / "catalog.parquet")
         self._seed_histories(data / "splits" / "interactions.parquet")
-        self.counters = Counters()
         self._swap_lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._last_sync = 0.0
@@ -143,8 +137,13 @@ class RecommendationService:
         return champion_version(client, self.config.model) or newest_version(client, self.config.model)
 
     def _load(self, version: str) -> Served:
-        folder, item_ids = download_version(self.config.tracking_uri, self.config.model, version)
-        model = LiveModel(folder, item_ids, self.config.threads)
+        # Downloaded under data/serving/ and removed once loaded: the sessions and tables then live in memory.
+        download = Path(tempfile.mkdtemp(prefix="model-", dir=self._serving_dir))
+        try:
+            folder, item_ids = download_version(self.config.tracking_uri, self.config.model, version, download)
+            model = LiveModel(folder, item_ids, self.config.threads)
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
         served = Served(f"models:/{self.config.model}/{version}", model, model.tables, {i: r + 1 for r, i in enumerate(item_ids)})
         return self._with_store_items(served, 0)
 
@@ -175,7 +174,6 @@ class RecommendationService:
                 return {"version": current, "swapped": False}
             fresh = self._load(version)
             self.served = fresh  # one reference assignment: requests hold the old object or the new, never a mix
-            self.counters.swaps += 1
             log.info("swapped %s -> %s", current, fresh.version)
             return {"version": fresh.version, "swapped": True, "previous": current}
 
@@ -267,7 +265,7 @@ class RecommendationService:
 
     def accept_events(self, events: list[dict]) -> dict:
         """Validate the batch with the pipeline's rules; write the new ones durably to the raw logs and the store."""
-        frame = _frame(events, EVENT_COLUMNS)
+        frame = _frame(events, EVENT_COLUMNS, "events")
         result = validate_events(frame, list(self.served.rows), ValidationSettings())
         _refuse_quarantined(result, "events")
         accepted = [dict(zip(EVENT_COLUMNS, values)) for values in zip(*(frame[c] for c in EVENT_COLUMNS))]
@@ -286,13 +284,11 @@ class RecommendationService:
                  float(stamps[e["event_id"]]))
                 for e in new
             )
-        self.counters.events_accepted += len(new)
-        self.counters.events_duplicate += len(accepted) - len(new)
         return {"accepted": len(new), "duplicates": len(accepted) - len(new)}
 
     def add_items(self, rows: list[dict]) -> dict:
         """New or changed catalog rows: validated, encoded, logged to the raw catalog and shared through the store."""
-        frame = _frame(rows, CATALOG_COLUMNS)
+        frame = _frame(rows, CATALOG_COLUMNS, "items")
         result = validate_catalog(frame, ValidationSettings())
         _refuse_quarantined(result, "items")
         model = self.served.model
@@ -303,7 +299,6 @@ class RecommendationService:
         self.catalog_log.append(logged)
         self.store.put_items([(str(r["item_id"]), {c: r.get(c) for c in ("title", "category", "price")}, v) for r, v in zip(logged, vectors)])
         self.sync_items(force=True)
-        self.counters.items_added += len(rows)
         served = self.served
         return {"items": len(rows), "catalog_items": len(served.tables.item_ids), "version": served.version}
 
@@ -317,7 +312,12 @@ class RecommendationService:
         return self._text_encoder
 
 
-def _frame(records: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
+def _frame(records: list[dict], columns: tuple[str, ...], what: str) -> pd.DataFrame:
+    known = set(columns)
+    unknown = [{"loc": ["body", what, n, key], "msg": f"unknown field {key!r}; the fields are {', '.join(columns)}"}
+               for n, record in enumerate(records) for key in record if key not in known]
+    if unknown:  # a misspelt field would otherwise vanish without a word
+        raise RejectedInput(422, f"unknown field {unknown[0]['loc'][3]!r} in {what} {unknown[0]['loc'][2]}; nothing was accepted", unknown[:50])
     frame = pd.DataFrame.from_records(records, columns=list(columns)).astype(object)
     frame = frame.where(frame.notna(), None)
     frame["source_row"] = range(len(frame))  # the batch position: quarantine reasons name it

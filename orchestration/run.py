@@ -154,6 +154,8 @@ def _print_summary(result, elapsed: float) -> None:
                 f"  {key:<18} ONNX opset {meta['opset']}, {meta['onnx_bytes'] / 1e6:.1f} MB, parity max |diff| "
                 f"{meta['parity_max_abs_diff']:.1e} over {meta['parity_probes']} shapes; {registry}"
             )
+            if "live_parity_max_abs_diff" in meta:
+                print(f"  {'':<18} live towers (new items without a retrain): parity max |diff| {meta['live_parity_max_abs_diff']:.1e} over {meta['live_parity_probes']} probes")
         elif "built" in meta:
             print(f"  {key:<18} {meta['status']}")
         elif "mlflow_run_id" in meta:
@@ -190,10 +192,11 @@ def _print_summary(result, elapsed: float) -> None:
         "                               # asset graph, run logs, metadata and check results of this run\n"
         "  make mlflow                  # MLflow UI on http://127.0.0.1:5000: the ranker's runs, params, per-epoch metrics, model files\n"
         "  data/validated/              # valid tables and quarantine tables (Parquet)\n"
-        "  data/models/ranker/          # the trained ranker: model.safetensors, config.json, items.json\n"
-        "  data/models/ranker_onnx/     # the serving export: ranker.onnx, items.json, serving.json (parity probes)\n"
+        "  data/models/ranker/          # the trained ranker: model.safetensors, config.json, items.json, features.json\n"
+        "  data/models/ranker_onnx/     # the serving export: ranker.onnx, the live towers, items.json, serving.json (parity probes)\n"
         "  data/reports/eval_report/report.html   # the evaluation report: open it in a browser\n"
-        "  .venv/bin/rec-pipeline recommend --user <customer id>   # top 10 from the registered ONNX model"
+        "  .venv/bin/rec-pipeline recommend --user <customer id>   # top 10 from the registered ONNX model\n"
+        "  REC_PIPELINE_TOKEN=<token> make serve   # the real-time service on http://127.0.0.1:8000 (OpenAPI at /docs)"
     )
 
 

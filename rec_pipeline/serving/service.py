@@ -118,8 +118,7 @@ class RecommendationService:
     def _read_catalog(path: Path) -> dict[str, dict]:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no validated catalog (run the README's first command first)")
-        frame = pd.read_parquet(path, columns=[c for c in ("item_id", "title", "category", "price") if c])
-        frame = frame.drop_duplicates("item_id").set_index("item_id")
+        frame = pd.read_parquet(path).drop_duplicates("item_id").set_index("item_id")
         return {str(i): {"title": r.title, "category": getattr(r, "category", None)} for i, r in frame.iterrows()}
 
     def _seed_histories(self, path: Path) -> None:
@@ -183,6 +182,8 @@ class RecommendationService:
         seq, added = self.store.items_since(since)
         if not added:
             return served
+        # An item posted twice since the last sync (from two workers, say) counts once, as its latest row.
+        added = list({item_id: (item_id, row, vector) for item_id, row, vector in added}.values())
         tables, rows = served.tables, dict(served.rows)
         texts = np.stack([vector for _, _, vector in added])
         frame = pd.DataFrame([row for _, row, _ in added])

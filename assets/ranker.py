@@ -86,6 +86,9 @@ def ranker(
         final = segment_metrics(score(result.model.cpu(), validation.histories, validation.season), split)
         final = {f"val_{k}": round(float(v), 4) for k, v in final.items()}
         shipped, item_ids = result, split.item_ids
+        # The train-only fit is kept too: search_ranker learns on the validation window with this model's scores,
+        # which have not seen that window, as the shipped model's scores have not seen the test window.
+        save_ranker(result.model.cpu(), store.data_path("models", "ranker_tuning"), list(split.item_ids), result.features)
         if config.refit:
             item_ids = np.array(sorted(catalog["item_id"].unique()), dtype=object)
             before_test = positives[positives["ts"] < test_start]

@@ -9,6 +9,7 @@ import pandas as pd
 
 from assets.embeddings import item_embeddings
 from assets.export import ranker_onnx
+from assets.search import search_ranker
 from assets.config import from_dataclasses
 from assets.metadata import consumed, mlflow_metric_name
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
@@ -21,7 +22,8 @@ from rec_pipeline.evaluation import temporal_split
 from rec_pipeline.ranker.export import ONNX_FILE, OnnxRanker
 from rec_pipeline.ranker.model import window_season
 from rec_pipeline.registry import CHAMPION, champion_version, client_for, load_version
-from rec_pipeline.report_html import markdown_summary, plots, render_html, score_sample, write_report
+from rec_pipeline.report_html import markdown_summary, plots, render_html, score_sample, search_markdown, write_report
+from rec_pipeline.search.protocol import evaluate_search
 from rec_pipeline.versioning import git_commit
 from rec_pipeline.settings import from_settings
 
@@ -34,7 +36,7 @@ EvalReportConfig = from_dataclasses("EvalReportConfig", rp.ReportConfig)
 
 @dg.asset(
     group_name="evaluation",
-    deps=[ranker_onnx, training_splits, item_embeddings, validated_catalog],
+    deps=[ranker_onnx, search_ranker, training_splits, item_embeddings, validated_catalog],
     kinds={"onnx", "mlflow", "html"},
 )
 def eval_report(
@@ -109,9 +111,12 @@ def eval_report(
     images = plots(report, samples)
     folder = store.data_path("reports", "eval_report")
     html_path = folder / "report.html"
-    markdown = markdown_summary(report, decision, str(html_path))
-    figures = {**report.to_json(), "gate": decision.as_dict() if decision else None, "versions": versions}
-    write_report(folder, render_html(report, decision, versions, images, "rec_pipeline evaluation report"), markdown, images, figures)
+    # Search: the test window's searches, the search ranker and its ablation against lexical, dense and their fusion.
+    search = (evaluate_search(store.data_path(), threads=compute.threads) if consumed(context, search_ranker).metadata.get("trained")
+              else {"searches": {"all": 0}, "models": {}, "note": "no search ranker was trained (no search sessions)"})
+    markdown = markdown_summary(report, decision, str(html_path)) + "\n\n" + search_markdown(search)
+    figures = {**report.to_json(), "gate": decision.as_dict() if decision else None, "versions": versions, "search": search}
+    write_report(folder, render_html(report, decision, versions, images, "rec_pipeline evaluation report", search), markdown, images, figures)
 
     headline = _headline(report)
     ranker_run = export_meta.get("ranker_mlflow_run_id")
@@ -135,6 +140,8 @@ def eval_report(
             "gate_reason": decision.reason if decision else "ranker_onnx did not register the model",
             "champion": f"version {version}" if decision and decision.promote else (f"version {champion}" if champion else "none"),
             "versions": dg.MetadataValue.json(versions),
+            **{f"search_{k}": v for k, v in search.get("ratios", {}).items() if isinstance(v, float)},
+            **({f"search_{model}_ndcg@10": by_segment["all"]["ndcg@10"] for model, by_segment in search["models"].items()}),
             "report": dg.MetadataValue.path(str(html_path)),
         }
     )

@@ -34,3 +34,4 @@ def onnx_parity(store: ProjectStore) -> dg.AssetCheckResult:
             )),
         },
     )
+

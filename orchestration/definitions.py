@@ -15,12 +15,15 @@ from assets.report import eval_report
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
 from orchestration.config import ConfigFileError, config_path, read_config
 from orchestration.sensors import retraining
+from assets.search import search_index, search_ranker, search_sessions
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
 from checks.export_checks import onnx_parity
+from checks.search_checks import search_onnx_parity
 from checks.validation_checks import validation_checks
 
-all_assets = [raw_events, item_catalog, validated_catalog, validated_events, item_embeddings, training_splits, ranker, ranker_onnx, ranker_tensorrt, eval_report]
+all_assets = [raw_events, item_catalog, validated_catalog, validated_events, item_embeddings, training_splits, ranker, ranker_onnx, ranker_tensorrt,
+              search_sessions, search_index, search_ranker, eval_report]
 
 
 
@@ -83,7 +86,7 @@ def build_definitions(resources: dict, selection: dg.AssetSelection = dg.AssetSe
     # implicit asset job) runs as `main` does. Set on `main` alone, UI runs used the multiprocess executor whatever
     # REC_PIPELINE_EXECUTOR said, on Kubernetes too.
     return dg.Definitions(
-        assets=all_assets, asset_checks=[*validation_checks, onnx_parity], jobs=[main_job], sensors=[new_raw_data],
+        assets=all_assets, asset_checks=[*validation_checks, onnx_parity, search_onnx_parity], jobs=[main_job], sensors=[new_raw_data],
         schedules=[nightly], resources=resources, executor=executor(),
     )
 

@@ -139,7 +139,28 @@ def _print_summary(result, elapsed: float) -> None:
         materialization = event.materialization
         meta = {k: v.value for k, v in materialization.metadata.items()}
         key = materialization.asset_key.to_user_string()
-        if "gate_decision" in meta:
+        if "holdout_ndcg@10" in meta:
+            print(
+                f"  {key:<18} LightGBM lambdarank, {meta['rounds']} rounds on {meta['searches_learnt']:,} searches: validation holdout NDCG@10 "
+                f"{meta['holdout_ndcg@10']:.4f} ({meta['holdout_ndcg@10_without_personal']:.4f} without personal features), retrieval "
+                f"Recall@100 {meta['validation_retrieval_recall@100']:.4f}; ONNX parity max |diff| {meta['parity_max_abs_diff']:.1e}; "
+                f"registered as {meta['model_uri']}"
+            )
+        elif "trained" in meta:
+            print(f"  {key:<18} {meta['status']}")
+        elif "hnsw_recall@100_vs_exact" in meta or "build_seconds" in meta:
+            recall = next((v for k, v in meta.items() if k.startswith("hnsw_recall")), float("nan"))
+            print(f"  {key:<18} {meta['items']:>9,} items: tantivy BM25 + faiss HNSW (recall against exact search {recall:.4f}), built in {meta['build_seconds']:.1f}s")
+        elif "searches_with_results" in meta:
+            print(f"  {key:<18} {meta['searches']:>9,} searches, {meta['searches_with_results']:,} followed by a click, cart or purchase "
+                  f"(train {meta['train_searches_with_results']:,} / validation {meta['validation_searches_with_results']:,} / test {meta['test_searches_with_results']:,})")
+        elif "gate_decision" in meta:
+            if "search_search_ranker_ndcg@10" in meta:
+                print(
+                    f"  {key:<18} test search NDCG@10 search ranker {meta['search_search_ranker_ndcg@10']:.4f} vs lexical {meta['search_lexical_ndcg@10']:.4f}, "
+                    f"dense {meta['search_dense_ndcg@10']:.4f}, rrf {meta['search_rrf_ndcg@10']:.4f} "
+                    f"({meta.get('search_search_ranker_over_best_baseline_ndcg@10', float('nan')):.2f}x the best)"
+                )
             print(
                 f"  {key:<18} test NDCG@20 ranker {meta['ranker_ndcg@20']:.4f} vs ALS {meta['als_ndcg@20']:.4f}; cold Recall@20 "
                 f"ranker {meta.get('ranker_cold_recall@20', float('nan')):.4f} vs content-kNN {meta.get('content_knn_cold_recall@20', float('nan')):.4f}; "
@@ -196,6 +217,7 @@ def _print_summary(result, elapsed: float) -> None:
         "  data/models/ranker_onnx/     # the serving export: ranker.onnx, the live towers, items.json, serving.json (parity probes)\n"
         "  data/reports/eval_report/report.html   # the evaluation report: open it in a browser\n"
         "  .venv/bin/rec-pipeline recommend --user <customer id>   # top 10 from the registered ONNX model\n"
+        "  .venv/bin/rec-pipeline search --query 'linen tea towel' [--user <customer id>]   # personalised product search\n"
         "  REC_PIPELINE_TOKEN=<token> make serve   # the real-time service on http://127.0.0.1:8000 (OpenAPI at /docs)"
     )
 

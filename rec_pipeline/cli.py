@@ -84,6 +84,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.task == "search":
+        return _evaluate_search(args)
     from rec_pipeline.datasets import DATASETS, load_dataset
     from rec_pipeline.protocol import ProtocolConfig, run_protocol
     from rec_pipeline.sources.online_retail import shared_copy
@@ -104,6 +106,66 @@ def _evaluate(args: argparse.Namespace) -> int:
         for name, figures in report["models"].items():
             print(f"  {name:12s} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items()))
         print(f"  ratios: {report['ratios']}")
+    return 0
+
+
+def _evaluate_search(args: argparse.Namespace) -> int:
+    from rec_pipeline.search.protocol import evaluate_search
+
+    try:
+        report = evaluate_search(args.data_dir, threads=args.threads)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"task": "search", "searches": report["searches"], "models": {m: s["all"] for m, s in report["models"].items()},
+                          "segments": report["models"], "intervals": report["intervals"], "paired": report.get("paired"),
+                          "ratios": report.get("ratios", {})}))
+        return 0
+    print(f"search, test window from {report.get('test_start', '?')[:10]}: {report['searches']['all']:,} searches followed by a click, cart or purchase")
+    for name, segments in report["models"].items():
+        print(f"  {name:32s} " + "  ".join(f"{k} {v:.4f}" for k, v in segments["all"].items()))
+    print(f"  ratios: {report.get('ratios', {})}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from rec_pipeline.embeddings import read_encoder_settings
+    from rec_pipeline.encoders import TextEncoder
+    from rec_pipeline.ranker.export import ITEMS_FILE
+    from rec_pipeline.ranker.live import LiveModel
+    from rec_pipeline.ranker.model import season_features
+    from rec_pipeline.recommend import salt_for, user_history
+    from rec_pipeline.search.engine import BadQuery, SearchEngine, recommender_personal
+
+    try:
+        bundle = args.data_dir / "models" / "ranker_onnx"
+        encoder_config, _ = read_encoder_settings(args.data_dir / "embeddings" / "text_encoder.json")
+        encoder = TextEncoder(replace(encoder_config, threads=args.threads), onnx_dir=args.data_dir / "models")
+        engine = SearchEngine.open(args.data_dir, encoder, threads=args.threads)
+        history = user_history(args.data_dir / "splits" / "interactions.parquet", args.user, salt_for(args.data_dir)) if args.user else []
+        live = LiveModel(bundle, json.loads((bundle / ITEMS_FILE).read_text()), args.threads)
+        rows = {item_id: r + 1 for r, item_id in enumerate(live.tables.item_ids)}
+        personal = recommender_personal(live, live.tables, rows, season_features(pd.to_datetime([pd.Timestamp.now(tz="UTC")])))
+        query, hits = engine.search(args.query, history, args.k, personal)
+    except BadQuery as err:
+        print(f"error: --query: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, KeyError, LookupError, ValueError) as err:
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    catalog = pd.read_parquet(args.data_dir / "validated" / "catalog.parquet", columns=["item_id", "title"]).drop_duplicates("item_id", keep="last")
+    titles = dict(zip(catalog["item_id"].astype(str), catalog["title"]))
+    results = [{"item_id": h.item_id, "score": h.score, "title": titles.get(h.item_id)} for h in hits]
+    if args.json:
+        print(json.dumps({"query": query, "history_length": len(history), "results": results}))
+        return 0
+    who = f"user {args.user} ({len(history)} items in their history)" if args.user else "an anonymous shopper"
+    print(f"Top {len(results)} for {query!r}, for {who}:")
+    for rank, r in enumerate(results, start=1):
+        print(f"  {rank:>2}. {r['item_id']:<12} {r['score']:8.3f}  {r['title']}")
     return 0
 
 
@@ -175,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--format", choices=FORMATS, default="canonical")
     validate.add_argument("--sample", type=int, default=10, help="quarantined rows to show")
 
-    evaluate = commands.add_parser("evaluate", help="run the evaluation protocol: the ranker against ALS, content-kNN and popularity")
+    evaluate = commands.add_parser("evaluate", help="run the evaluation protocol: the ranker against ALS, content-kNN and popularity; --task search: the search ranker on the test window's searches")
+    evaluate.add_argument("--task", choices=["recommend", "search"], default="recommend",
+                          help="search: the materialised project's search ranker and its baselines (lexical, dense, their fusion) on the test window")
     evaluate.add_argument("--data", choices=["online-retail", "default"], default="default")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
@@ -194,6 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     recommend.add_argument("--data-dir", type=Path, default=Path("data"), help="where data/validated and the user-id salt are")
     recommend.add_argument("--date", help="ISO date the recommendations are for (season); default today")
     recommend.add_argument("--json", action="store_true", help="print one JSON object")
+
+    search = commands.add_parser("search", help="personalised product search on the materialised project: a query in, ranked products out")
+    search.add_argument("--query", required=True)
+    search.add_argument("--user", help="a known user's id as in the raw data: their history personalises the ranking")
+    search.add_argument("--k", type=int, default=10)
+    search.add_argument("--data-dir", type=Path, default=Path("data"))
+    search.add_argument("--threads", type=int, default=1)
+    search.add_argument("--json", action="store_true", help="print one JSON object")
 
     from rec_pipeline.registry import REGISTERED_MODEL
 
@@ -216,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call([sys.executable, "-m", "orchestration.lineage", *rest], cwd=_project_root())
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
-    return {"generate": _generate, "validate": _validate, "evaluate": _evaluate, "recommend": _recommend, "serve": _serve}[args.command](args)
+    return {"generate": _generate, "validate": _validate, "evaluate": _evaluate, "recommend": _recommend, "search": _search, "serve": _serve}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -62,11 +62,11 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _DIGITS = re.compile(r"\+?\d(?:[\s-]?\d){5,}")
 
 
-def desensitise_queries(queries: pd.Series) -> pd.Series:
-    """Queries with e-mail addresses replaced by <email> and long digit runs by <number>; None stays None."""
-    def clean(query):
-        if not isinstance(query, str):
-            return query
-        return _DIGITS.sub("<number>", _EMAIL.sub("<email>", query))
+def desensitise_query(query: str) -> str:
+    """A query with e-mail addresses replaced by <email> and runs of 6+ digits (phone, card, order numbers) by <number>."""
+    return _DIGITS.sub("<number>", _EMAIL.sub("<email>", query))
 
-    return queries.map(clean)
+
+def desensitise_queries(queries: pd.Series) -> pd.Series:
+    """desensitise_query on each; None stays None."""
+    return queries.map(lambda q: desensitise_query(q) if isinstance(q, str) else q)

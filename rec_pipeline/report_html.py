@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import io
 from pathlib import Path
 
@@ -120,7 +121,8 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
 """
 
 
-def render_html(report: Report, decision: GateDecision | None, versions: dict[str, str], images: dict[str, bytes], title: str) -> str:
+def render_html(report: Report, decision: GateDecision | None, versions: dict[str, str], images: dict[str, bytes], title: str,
+                search: dict | None = None) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>"]
     parts.append(f"<h1>{html.escape(title)}</h1>")
     parts += [f"<div class='warning'>{html.escape(warning)}</div>" for warning in report.warnings]
@@ -147,6 +149,8 @@ def render_html(report: Report, decision: GateDecision | None, versions: dict[st
     ):
         encoded = base64.b64encode(images[name]).decode()
         parts.append(f"<h2>{caption}</h2><img alt='{caption}' src='data:image/png;base64,{encoded}'>")
+    if search is not None:
+        parts.append(search_html(search))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -180,3 +184,41 @@ def write_report(folder: Path, html_text: str, markdown: str, images: dict[str, 
         with atomic_path(folder / name) as tmp:
             tmp.write_bytes(data)
     return folder / "report.html"
+
+
+def search_markdown(search: dict) -> str:
+    """The search section: each model's NDCG@10, MRR and Recall@100 per segment, mean [95% CI over searches]."""
+    if not search.get("models"):
+        return f"**Search**: {search.get('note', 'not evaluated')}"
+    segments = list(search["searches"])
+    lines = ["**Search** (test window, " + ", ".join(f"{s} {n:,} searches" for s, n in search["searches"].items()) + ")", "",
+             "| model | segment | ndcg@10 | mrr | recall@100 |", "|---|---|---|---|---|"]
+    for model, by_segment in search["models"].items():
+        for segment in segments:
+            cells = [f"{by_segment[segment][m]:.4f} [{search['intervals'][model][segment][m][0]:.4f}, {search['intervals'][model][segment][m][1]:.4f}]"
+                     for m in ("ndcg@10", "mrr", "recall@100")]
+            lines.append(f"| {model} | {segment} | " + " | ".join(cells) + " |")
+    paired = search["paired"]
+    lines += ["", f"Ratios: {search['ratios']}. Paired NDCG@10 difference, {paired['models'][0]} - {paired['models'][1]} on "
+              f"{paired['segment']} ({paired['searches']:,} searches): {paired['mean_difference']:+.4f} [{paired['interval'][0]:+.4f}, {paired['interval'][1]:+.4f}]."]
+    return "\n".join(lines)
+
+
+def search_html(search: dict) -> str:
+    parts = ["<h2>Search</h2>"]
+    if not search.get("models"):
+        return parts[0] + f"<p>{html.escape(search.get('note', 'not evaluated'))}</p>"
+    parts.append("<p>Each search of the test window with what its session clicked, carted or bought after it (gains 2^grade - 1: "
+                 "purchase 3, cart 2, click 1). lexical: tantivy BM25; dense: the item encoder's vectors in faiss HNSW; rrf: the two "
+                 "fused by reciprocal rank; retrieval: the ranker's candidate set in retrieval order; mean [95% bootstrap CI over searches].</p>")
+    for segment, n in search["searches"].items():
+        parts.append(f"<h3>{segment} ({n:,} searches)</h3><table><thead><tr><th>model</th><th>ndcg@10</th><th>mrr</th><th>recall@100</th></tr></thead><tbody>")
+        for model, by_segment in search["models"].items():
+            cells = "".join(f"<td>{by_segment[segment][m]:.4f}<br><span class='ci'>[{search['intervals'][model][segment][m][0]:.4f}, "
+                            f"{search['intervals'][model][segment][m][1]:.4f}]</span></td>" for m in ("ndcg@10", "mrr", "recall@100"))
+            parts.append(f"<tr><td>{model}</td>{cells}</tr>")
+        parts.append("</tbody></table>")
+    paired = search["paired"]
+    parts.append(f"<p>{html.escape(json.dumps(search['ratios']))}; paired NDCG@10 difference {paired['models'][0]} - {paired['models'][1]} on "
+                 f"{paired['segment']}: {paired['mean_difference']:+.4f} [{paired['interval'][0]:+.4f}, {paired['interval'][1]:+.4f}]</p>")
+    return "\n".join(parts)

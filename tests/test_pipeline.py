@@ -23,8 +23,8 @@ from rec_pipeline.versioning import dvc_md5, init_dvc_repo
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = [
-    "eval_report", "item_catalog", "item_embeddings", "ranker", "ranker_onnx", "ranker_tensorrt", "raw_events", "training_splits",
-    "validated_catalog", "validated_events",
+    "eval_report", "item_catalog", "item_embeddings", "ranker", "ranker_onnx", "ranker_tensorrt", "raw_events", "search_index",
+    "search_ranker", "search_sessions", "training_splits", "validated_catalog", "validated_events",
 ]
 UP_TO_SPLITS = dg.AssetSelection.all() - dg.AssetSelection.assets("ranker").downstream()
 
@@ -102,6 +102,7 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
         ("validated_events", "quarantine_share"): True,
         ("validated_events", "great_expectations"): True,
         ("ranker_onnx", "onnx_parity"): True,
+        ("search_ranker", "search_onnx_parity"): True,
     }
 
     # One vector per valid item, from the packaged model, whose weights' sha256 is recorded.
@@ -189,6 +190,26 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert run.data.tags["gate.decision"] == "promoted" and run.data.metrics["test_ranker_ndcg_at_20"] == report["ranker_ndcg@20"]
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "eval_report")}
     assert {"eval_report/report.html", "eval_report/summary.md", "eval_report/recall_at_k.png"} <= logged
+
+    # Search: sessions cut by the same split, an index over every item, a ranker behind its parity gate and registered
+    # like the recommender, and a search section in the report with every baseline.
+    sessions = pd.read_parquet(root / "data/splits/search_sessions.parquet")
+    searched = validated[validated["event_type"] == "search"]
+    assert len(sessions) == len(searched) == metadata_of(result, "search_sessions")["searches"]
+    assert set(sessions["split"]) == {"train", "validation", "test"}
+    assert metadata_of(result, "search_index")["items"] == summary["items"]
+    assert metadata_of(result, "search_index")["hnsw_recall@100_vs_exact"] >= 0.95
+    searching = metadata_of(result, "search_ranker")
+    assert searching["trained"] and searching["parity_max_abs_diff"] <= 1e-4 and searching["validation_searches"] > 0
+    search_version = client.get_model_version("rec_pipeline_search", str(searching["registered_version"]))
+    assert search_version.run_id == searching["mlflow_run_id"]
+    assert sorted(p.name for p in (root / "data/models/search_ranker").iterdir()) == [
+        "parity_features.safetensors", "search_ranker.lgb.txt", "search_ranker.onnx", "search_ranker_settings.json"]
+    search = figures["search"]
+    assert set(search["models"]) == {"lexical", "dense", "rrf", "retrieval", "search_ranker", "search_ranker_without_personal"}
+    assert search["searches"]["all"] > 0 and set(search["searches"]) >= {"cold_items", "new_users", "head_queries", "tail_queries", "with_history"}
+    assert all(0 <= search["models"][m]["all"]["ndcg@10"] <= 1 for m in search["models"])
+    assert "**Search**" in report["summary"] and "<h2>Search</h2>" in page
 
     # Pseudonyms only: no raw user id reaches the validated tables or any metadata.
     valid = pd.read_parquet(root / "data" / "validated" / "events.parquet")

@@ -277,6 +277,51 @@ def test_sqlite_store_clicks_new_items_bad_input_and_the_raw_logs(project):
         service.stop()
 
 
+def test_search_over_http_personal_new_items_found_at_once_and_bad_queries_refused(project):
+    sessions = pd.read_parquet(project / "data" / "splits" / "search_sessions.parquet")
+    query = sessions["query"].value_counts().index[0]
+    catalog = set(pd.read_parquet(project / "data" / "validated" / "catalog.parquet")["item_id"])
+    service = Service(project)
+    try:
+        status, answer = service.post("/search", {"query": query, "k": 10}, token=None)
+        assert status == 200 and answer["query"] == query and answer["history_length"] == 0
+        assert 0 < len(answer["items"]) <= 10 and {i["item_id"] for i in answer["items"]} <= catalog
+        assert [i["score"] for i in answer["items"]] == sorted((i["score"] for i in answer["items"]), reverse=True)
+        status, personal = service.post("/search", {"query": query, "user_id": heaviest_user(project), "k": 10}, token=None)
+        assert status == 200 and personal["history_length"] > 0
+
+        # An item posted to /items is searchable at once, by its Chinese title as by its Latin words.
+        item = {"item_id": "search-new-item", "title": "手工香薰蜡烛 Zanzibarite lantern", "description": "A lantern of driftwood",
+                "category": "candles & home fragrance", "brand": "Nova", "price": 12.5}
+        assert service.post("/items", item)[0] == 200
+        for words in ("香薰蜡烛", "zanzibarite"):
+            status, answer = service.post("/search", {"query": words, "k": 10}, token=None)
+            assert status == 200 and "search-new-item" in [i["item_id"] for i in answer["items"]], (words, answer)
+
+        # Shoppers' words: an e-mail address or a phone number never comes back, nor reaches the logs.
+        status, answer = service.post("/search", {"query": "tea towel for bob.smith@example.com 07700 900123"}, token=None)
+        assert status == 200 and answer["query"] == "tea towel for <email> <number>"
+
+        # Bad queries get a 422 naming the field, with the reason.
+        for body, reason in (({"query": ""}, "empty"), ({"query": " \t "}, "empty"), ({"query": "a" * 10_000}, "at most 500"),
+                             ({"query": "tea\u0000towel"}, "control")):
+            status, answer = service.post("/search", body, token=None)
+            assert status == 422 and answer["errors"][0]["loc"] == ["body", "query"] and reason in answer["detail"], answer
+        status, answer = service.post("/search", None, token=None, raw=b'{"query": "t\xe9 towel"}')  # latin-1, not UTF-8
+        assert status == 422 and "unicode" in json.dumps(answer).lower(), answer
+        status, answer = service.post("/search", {"k": 3}, token=None)
+        assert status == 422 and answer["errors"][0]["loc"] == ["body", "query"]
+        status, answer = service.post("/search", {"query": "towel", "k": 5000}, token=None)
+        assert status == 422 and answer["errors"][0]["loc"] == ["body", "k"]
+        status, answer = service.post("/search", {"query": "towel", "sort": "price"}, token=None)
+        assert status == 422 and answer["errors"][0]["loc"] == ["body", "sort"]
+        status, spec = call(service.url + "/openapi.json", method="GET")
+        assert "/search" in spec["paths"]
+    finally:
+        service.stop()
+    assert "bob.smith@example.com" not in (project / f"serve-{service.port}.log").read_text()
+
+
 def heaviest_item(root: Path) -> str:
     return str(pd.read_parquet(root / "data" / "validated" / "catalog.parquet")["item_id"].iloc[0])
 

@@ -15,6 +15,7 @@ items added while serving. `rec_pipeline.serving.app` puts it behind FastAPI; te
 from __future__ import annotations
 
 import json
+import os
 import logging
 import math
 import shutil
@@ -109,6 +110,8 @@ class RecommendationService:
         self._season_day, self._season = None, None
         self.served = self._load(self._champion())
         self.text_encoder(self.served.model).load()  # now, so that the first POST /items answers within a second
+        self.search_engine, self.search_unavailable, self._search_seq = None, None, 0
+        self._open_search(data)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -146,6 +149,30 @@ class RecommendationService:
         served = Served(f"models:/{self.config.model}/{version}", model, model.tables, {i: r + 1 for r, i in enumerate(item_ids)})
         return self._with_store_items(served, 0)
 
+    def _open_search(self, data: Path) -> None:
+        from rec_pipeline.search.engine import SearchEngine
+
+        try:
+            # Each process searches its own copy of the lexical index, so that items it adds never contend for
+            # tantivy's single writer with another worker's; the copy is removed at stop.
+            self._search_copy = Path(tempfile.mkdtemp(prefix=f"search-{os.getpid()}-", dir=self._serving_dir))
+            self.search_engine = SearchEngine.open(data, self.text_encoder(self.served.model), self._search_copy / "lexical", self.config.threads)
+        except FileNotFoundError as error:  # a project materialised before search, or with no search logs
+            self.search_unavailable = f"search is not available: {error}"
+            log.warning(self.search_unavailable)
+            return
+        self._sync_search()
+
+    def _sync_search(self) -> None:
+        seq, added = self.store.items_since(self._search_seq)
+        if not added:
+            return
+        added = list({item_id: (item_id, row, vector) for item_id, row, vector in added}.values())
+        frame = pd.DataFrame([row for _, row, _ in added])
+        texts = [row.get("text") or row.get("title") or "" for _, row, _ in added]
+        self.search_engine.add_items([i for i, _, _ in added], texts, np.stack([v for _, _, v in added]), frame)
+        self._search_seq = seq
+
     # -- the champion watcher -------------------------------------------------------------------------------------
 
     def start_watching(self) -> None:
@@ -154,6 +181,8 @@ class RecommendationService:
 
     def stop(self) -> None:
         self._stop.set()
+        if getattr(self, "_search_copy", None) is not None:
+            shutil.rmtree(self._search_copy, ignore_errors=True)
         self.events_log.close()
         self.catalog_log.close()
 
@@ -215,6 +244,8 @@ class RecommendationService:
             self._last_sync = now
             current = self.served
             fresh = self._with_store_items(current, current.item_seq)
+            if self.search_engine is not None:
+                self._sync_search()
             if fresh is not current:
                 with self._swap_lock:
                     if self.served is current:
@@ -264,6 +295,23 @@ class RecommendationService:
             out.append(entry)
         return Recommendation(out, None if rows else "new_user", len(rows), served.version)
 
+    def search(self, query: object, user_id: str | None, k: int) -> dict:
+        """Ranked products for a query, personalised by the user's live history when there is one."""
+        from rec_pipeline.search.engine import recommender_personal
+
+        if self.search_engine is None:
+            raise RejectedInput(503, self.search_unavailable or "search is not available")
+        self.sync_items()
+        served = self.served
+        history = self.store.history(self.pseudonym(user_id), served.model.history_length) if user_id is not None else []
+        personal = recommender_personal(served.model, served.tables, served.rows, self._season_now())
+        try:
+            query, hits = self.search_engine.search(query, history, k, personal)
+        except ValueError as error:
+            raise RejectedInput(422, f"query: {error}", [{"loc": ["body", "query"], "msg": str(error)}]) from None
+        items = [{"item_id": h.item_id, "score": h.score, "title": self.catalog.get(h.item_id, {}).get("title")} for h in hits]
+        return {"query": query, "items": items, "history_length": len(history), "model_version": served.version}
+
     def accept_events(self, events: list[dict]) -> dict:
         """Validate the batch with the pipeline's rules; write the new ones durably to the raw logs and the store."""
         frame = _frame(events, EVENT_COLUMNS, "events")
@@ -298,7 +346,9 @@ class RecommendationService:
         now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
         logged = [{**{c: row.get(c) for c in CATALOG_COLUMNS}, "first_seen": row.get("first_seen") or now} for row in rows]
         self.catalog_log.append(logged)
-        self.store.put_items([(str(r["item_id"]), {c: r.get(c) for c in ("title", "category", "price")}, v) for r, v in zip(logged, vectors)])
+        # The item text travels with the row, so that every worker indexes the new item for search as well.
+        self.store.put_items([(str(r["item_id"]), {**{c: r.get(c) for c in ("title", "category", "price", "first_seen")}, "text": t}, v)
+                              for r, t, v in zip(logged, texts.tolist(), vectors)])
         self.sync_items(force=True)
         served = self.served
         return {"items": len(rows), "catalog_items": len(served.tables.item_ids), "version": served.version}

@@ -204,7 +204,8 @@ def _serve(args: argparse.Namespace) -> int:
     from rec_pipeline.serving.service import ServiceConfig
 
     config = ServiceConfig(data_dir=args.data_dir, tracking_uri=args.tracking_uri, model=args.model, store=args.store,
-                           open_recommend=not args.closed_recommend, threads=args.threads, watch_seconds=args.watch_seconds)
+                           open_recommend=not args.closed_recommend, threads=args.threads, watch_seconds=args.watch_seconds,
+                           query_cache=args.query_cache)
     try:
         serve(config, args.host, args.port, args.workers)
     except (FileNotFoundError, LookupError, ValueError) as err:
@@ -268,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--json", action="store_true", help="print one JSON object")
 
     from rec_pipeline.registry import REGISTERED_MODEL
+    from rec_pipeline.search.engine import QUERY_CACHE_SIZE
 
     serve = commands.add_parser("serve", help="the real-time service: /recommend, /events, /items over HTTP (OpenAPI at /docs)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -279,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", type=Path, default=Path("data"), help="where data/splits, data/validated, data/raw and the salt are")
     serve.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker")
     serve.add_argument("--watch-seconds", type=float, default=5.0, help="how often the champion alias is checked")
-    serve.add_argument("--closed-recommend", action="store_true", help="/recommend needs the bearer token too")
+    serve.add_argument("--closed-recommend", action="store_true", help="/recommend and /search need the bearer token too")
+    serve.add_argument("--query-cache", type=int, default=QUERY_CACHE_SIZE, help="query vectors kept per worker for /search (0: none)")
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":

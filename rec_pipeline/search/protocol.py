@@ -31,7 +31,7 @@ SESSIONS_FILE = ("splits", "search_sessions.parquet")
 INDEX_DIR = ("search",)
 RANKER_DIR = ("models", "search_ranker")
 ABLATION_DIR = ("models", "search_ranker_without_personal")
-QUERY_CACHE = ("embeddings", "cache", "queries.parquet")
+QUERY_CACHE_DIR = ("embeddings", "cache")  # beside the item vectors' cache
 
 
 @dataclass
@@ -84,13 +84,18 @@ class Project:
         encoder_config, _ = read_encoder_settings(self.data / "embeddings" / "text_encoder.json")
         encoder = TextEncoder(replace(encoder_config, threads=threads), onnx_dir=self.data / "models")
         queries = sorted(set(queries))
-        cache = EmbeddingCache(self.data.joinpath(*QUERY_CACHE).with_name(f"queries-{encoder.fingerprint}.parquet"), encoder.dim)
+        cache = query_cache(self.data, encoder)
         hashes = [text_hash(q) for q in queries]
         new = [q for q, h in zip(queries, hashes) if h not in cache]
         if new:
             cache.put([text_hash(q) for q in new], encoder.encode(new))
             cache.save()
         return dict(zip(queries, cache.get(hashes)))
+
+
+def query_cache(data_dir: Path, encoder) -> EmbeddingCache:
+    """Every logged query's vector for this encoder, by text hash: the pipeline fills it, the service reads it."""
+    return EmbeddingCache(Path(data_dir).joinpath(*QUERY_CACHE_DIR, f"queries-{encoder.fingerprint}.parquet"), encoder.dim)
 
 
 def searches_with_results(sessions: pd.DataFrame) -> pd.DataFrame:

@@ -34,6 +34,7 @@ from rec_pipeline.ranker.live import ItemTables, LiveModel
 from rec_pipeline.ranker.model import season_features
 from rec_pipeline.registry import REGISTERED_MODEL, champion_version, client_for, download_version, newest_version
 from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS
+from rec_pipeline.search.engine import QUERY_CACHE_SIZE
 from rec_pipeline.serving.eventlog import RawLog
 from rec_pipeline.serving.store import HistoryStore, open_store
 from rec_pipeline.storage import file_sha256
@@ -56,6 +57,7 @@ class ServiceConfig:
     threads: int = 1  # ONNX Runtime threads per worker: one request is too small to split
     watch_seconds: float = 5.0  # how often the champion alias is checked
     item_sync_seconds: float = 0.2  # how stale a worker's view of items added elsewhere may be
+    query_cache: int = QUERY_CACHE_SIZE  # query vectors kept per worker (0: encode every query; bench.search measures both)
 
 
 class RejectedInput(ValueError):
@@ -156,7 +158,8 @@ class RecommendationService:
             # Each process searches its own copy of the lexical index, so that items it adds never contend for
             # tantivy's single writer with another worker's; the copy is removed at stop.
             self._search_copy = Path(tempfile.mkdtemp(prefix=f"search-{os.getpid()}-", dir=self._serving_dir))
-            self.search_engine = SearchEngine.open(data, self.text_encoder(self.served.model), self._search_copy / "lexical", self.config.threads)
+            self.search_engine = SearchEngine.open(data, self.text_encoder(self.served.model), self._search_copy / "lexical", self.config.threads,
+                                                   self.config.query_cache)
         except FileNotFoundError as error:  # a project materialised before search, or with no search logs
             self.search_unavailable = f"search is not available: {error}"
             log.warning(self.search_unavailable)

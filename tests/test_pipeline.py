@@ -69,7 +69,7 @@ def data_version_of(result: dg.ExecuteInProcessResult, asset: str) -> str:
     return event.materialization.tags["dagster/data_version"]
 
 
-def test_main_job_materialises_every_asset_with_accounted_rows(project, instance, monkeypatch):
+def test_main_job_materialises_every_asset_with_accounted_rows(project, instance, monkeypatch, capsys):
     root, summary = project
     monkeypatch.delenv("REC_PIPELINE_SALT", raising=False)
     result = run_main(root, instance)
@@ -210,6 +210,19 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert search["searches"]["all"] > 0 and set(search["searches"]) >= {"cold_items", "new_users", "head_queries", "tail_queries", "with_history"}
     assert all(0 <= search["models"][m]["all"]["ndcg@10"] <= 1 for m in search["models"])
     assert "**Search**" in report["summary"] and "<h2>Search</h2>" in page
+    # The command line: a query in, products out; the evaluation as one JSON line with models and ratios.
+    from rec_pipeline.cli import main as cli
+
+    query = sessions["query"].value_counts().index[0]
+    assert cli(["search", "--query", query, "--k", "5", "--json", "--data-dir", str(root / "data")]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["query"] == query and 0 < len(found["results"]) <= 5 and all(r["title"] for r in found["results"])
+    assert cli(["search", "--query", "   ", "--data-dir", str(root / "data")]) == 2
+    assert "--query: query is empty" in capsys.readouterr().err
+    assert cli(["evaluate", "--task", "search", "--json", "--data-dir", str(root / "data")]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["models"]["search_ranker"]["ndcg@10"] == search["models"]["search_ranker"]["all"]["ndcg@10"]
+    assert "search_ranker_over_best_baseline_ndcg@10" in line["ratios"]
 
     # Pseudonyms only: no raw user id reaches the validated tables or any metadata.
     valid = pd.read_parquet(root / "data" / "validated" / "events.parquet")

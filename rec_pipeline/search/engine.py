@@ -19,7 +19,7 @@ import pandas as pd
 
 from rec_pipeline.encoders import text_hash
 from rec_pipeline.privacy import desensitise_query
-from rec_pipeline.search.features import Candidates, ItemTable, RetrievalConfig, query_features, retrieve, with_personal
+from rec_pipeline.search.features import Candidates, ItemTable, RetrievalConfig, item_columns, query_features, retrieve, with_personal
 from rec_pipeline.search.index import SearchIndex, open_search_index
 from rec_pipeline.search.ranker import SearchRanker
 
@@ -150,10 +150,7 @@ class SearchEngine:
             new = [n for n, i in enumerate(item_ids) if i not in known]
             changed = [n for n, i in enumerate(item_ids) if i in known]
             rows = rows.reset_index(drop=True)
-            category = pd.Index(self.categories).get_indexer(rows["category"].astype(object)) if "category" in rows else np.full(len(rows), -1)
-            price = pd.to_numeric(rows["price"], errors="coerce").to_numpy(np.float64) if "price" in rows else np.full(len(rows), np.nan)
-            log_price = np.log(np.where(price > 0, price, np.nan))
-            first_seen = pd.to_datetime(rows["first_seen"], utc=True, errors="coerce").astype("int64").to_numpy() / 1e9 if "first_seen" in rows else np.full(len(rows), self.clock)
+            category, log_price, first_seen = item_columns(rows, self.categories, unknown_time=self.clock)
             items = self.items
             if changed:
                 items = ItemTable(items.vectors.copy(), items.category.copy(), items.log_price.copy(), items.first_seen, items.popularity,
@@ -163,7 +160,7 @@ class SearchEngine:
                     items.vectors[r], items.category[r], items.log_price[r] = vectors[n], category[n], log_price[n]
                 items.__post_init__()
             if new:
-                items = items.extend(vectors[new], category[new], log_price[new], np.nan_to_num(first_seen[new], nan=self.clock))
+                items = items.extend(vectors[new], category[new], log_price[new], first_seen[new])
             start = len(self.index.item_ids)
             self.index.lexical.add([known[item_ids[n]] for n in changed] + list(range(start, start + len(new))),
                                    [texts[n] for n in changed] + [texts[n] for n in new])

@@ -93,11 +93,7 @@ class ItemTable:
               as_of: pd.Timestamp, categories: list[str] | None = None) -> ItemTable:
         rows = catalog.drop_duplicates("item_id", keep="last").set_index("item_id").reindex(item_ids)
         categories = categories if categories is not None else sorted(rows["category"].dropna().astype(str).unique())
-        category = pd.Index(categories).get_indexer(rows["category"].astype(object)) if "category" in rows else np.full(len(rows), -1)
-        price = pd.to_numeric(rows["price"], errors="coerce").to_numpy(np.float64) if "price" in rows else np.full(len(rows), np.nan)
-        first_seen = pd.to_datetime(rows["first_seen"], utc=True).astype("int64").to_numpy() / 1e9 if "first_seen" in rows else np.zeros(len(rows))
-        category = np.asarray(category, np.int64)
-        log_price = np.log(np.where(price > 0, price, np.nan))
+        category, log_price, first_seen = item_columns(rows, categories, unknown_time=0.0)
         frame = pd.DataFrame({"category": category, "log_price": log_price})
         stats = frame[frame["category"] >= 0].groupby("category")["log_price"].agg(["mean", "std"])
         stats = stats.reindex(range(len(categories)))
@@ -105,7 +101,7 @@ class ItemTable:
             vectors=np.ascontiguousarray(vectors, dtype=np.float32),
             category=category,
             log_price=log_price,
-            first_seen=np.nan_to_num(first_seen, nan=0.0),
+            first_seen=first_seen,
             popularity=popularity(item_ids, interactions, as_of),
             price_mean=stats["mean"].to_numpy(np.float64),
             price_sd=stats["std"].fillna(0.0).to_numpy(np.float64),
@@ -117,6 +113,17 @@ class ItemTable:
             np.vstack([self.vectors, vectors.astype(np.float32)]), np.r_[self.category, category], np.r_[self.log_price, log_price],
             np.r_[self.first_seen, first_seen], np.r_[self.popularity, np.zeros(len(vectors))], self.price_mean, self.price_sd,
         )
+
+
+def item_columns(rows: pd.DataFrame, categories: list[str], unknown_time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Catalog rows' category codes (-1 unknown), log prices (NaN unknown) and first-seen times in epoch seconds
+    (`unknown_time` where missing or unreadable)."""
+    n = len(rows)
+    category = pd.Index(categories).get_indexer(rows["category"].astype(object)) if "category" in rows else np.full(n, -1)
+    price = pd.to_numeric(rows["price"], errors="coerce").to_numpy(np.float64) if "price" in rows else np.full(n, np.nan)
+    seen = pd.to_datetime(rows["first_seen"], utc=True, errors="coerce") if "first_seen" in rows else pd.Series(pd.NaT, index=rows.index)
+    first_seen = np.where(seen.isna(), unknown_time, seen.astype("int64") / 1e9)
+    return np.asarray(category, np.int64), np.log(np.where(price > 0, price, np.nan)), first_seen.astype(np.float64)
 
 
 def popularity(item_ids: list[str], interactions: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:

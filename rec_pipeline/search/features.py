@@ -49,6 +49,11 @@ POPULARITY_DAYS = 28
 # its float32 rounding, and a score moves by a whole leaf (seen: 0.11 on the default data). On a 0.001 grid the
 # midpoints sit far further from every value than float32's error on numbers up to the thousands.
 FEATURE_DECIMALS = 3
+# A shopper's usual price standing is the mean over their history shrunk towards the category norm (0) as if by this
+# many items at it: a two-item history says little. Validation holdout NDCG@10 of the personal model in two fits
+# (this checkout's demo and a fresh clone's): no shrinkage 0.5465 / 0.5381, 2 items 0.5451 / 0.5462, 5 items
+# 0.5414 / 0.5368; the model without personal features 0.5373 in both.
+PRICE_PRIOR_ITEMS = 2.0
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,8 @@ def with_personal(base: np.ndarray, candidates: Candidates, items: ItemTable, hi
     known_history = history_rows[history_rows >= 0]
     if len(known_history):
         standing = items.price_z[known_history]
-        usual = float(np.nanmean(standing)) if np.isfinite(standing).any() else np.nan
+        known = standing[np.isfinite(standing)]
+        usual = float(known.sum() / (len(known) + PRICE_PRIOR_ITEMS)) if len(known) else np.nan
         price_gap = np.nan_to_num(items.price_z[rows] - usual, nan=0.0)
         category = items.category[rows]
         values = (

@@ -13,7 +13,7 @@ import yaml
 from rec_pipeline.generate import GeneratorConfig, generate
 
 REPO = Path(__file__).resolve().parents[1]
-ALL_STAGES = {"validated_data", "item_embeddings", "training_splits", "ranker", "ranker_onnx", "eval_report"}
+ALL_STAGES = {"validated_data", "item_embeddings", "training_splits", "ranker", "ranker_onnx", "search", "eval_report"}
 
 
 def repro(root: Path) -> set[str]:

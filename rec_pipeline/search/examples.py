@@ -76,15 +76,14 @@ def recommender_scores(recommender: Recommender, histories: list[list[str]], whe
 
 
 def build_examples(sessions: pd.DataFrame, index: SearchIndex, items: ItemTable, query_vectors: dict[str, np.ndarray],
-                   interactions: pd.DataFrame, recommender: Recommender | None, config: RetrievalConfig,
-                   listed_only: bool = True) -> Examples:
-    """Candidates, features and labels for each search with something after it. `listed_only`: retrieve only items
-    already listed at the search's time, as the shop could have shown them."""
+                   interactions: pd.DataFrame, recommender: Recommender | None, config: RetrievalConfig) -> Examples:
+    """Candidates, features and labels for each search with something after it, retrieving only items already
+    listed at the search's time, as the shop could have shown them."""
     sessions = sessions[sessions["items"].map(len) > 0].reset_index(drop=True)
     rows_of = index.rows
     stamps = pd.to_datetime(sessions["ts"], utc=True).astype("int64").to_numpy() / 1e9
     retrieved = [
-        retrieve(index, items, query, query_vectors[query], config, listed_before=ts if listed_only else None)
+        retrieve(index, items, query, query_vectors[query], config, listed_before=ts)
         for query, ts in zip(sessions["query"], stamps)
     ]
     histories = histories_before(sessions, interactions)

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rec_pipeline.embeddings import EmbeddingCache, item_texts, read_encoder_settings, read_vectors
+from rec_pipeline.embeddings import EmbeddingCache, read_encoder_settings, read_vectors
 from rec_pipeline.ranker.model import load_ranker
 from rec_pipeline.search import evaluate as ev
-from rec_pipeline.search.examples import Examples, Recommender, build_examples
+from rec_pipeline.search.examples import Recommender, build_examples
 from rec_pipeline.search.features import FEATURES, ItemTable, RetrievalConfig
 from rec_pipeline.search.index import open_search_index
 from rec_pipeline.search.ranker import SearchRanker, SearchRankerConfig, train_search_ranker
@@ -155,9 +155,10 @@ def evaluate_search(data_dir: str | Path, retrieval: RetrievalConfig = Retrieval
     cold = {rows[i] for i in set(index.item_ids) - set(before["item_id"])}
     new_users = set(test["user_id"]) - set(before["user_id"])
     head = ev.head_queries(project.sessions.loc[project.sessions["split"] != "test", "query"])
-    report = ev.search_report(examples, ranked, ev.segments(examples, cold, new_users, head), n_resamples, seed)
+    segments = ev.segments(examples, cold, new_users, head)
+    report = ev.search_report(examples, ranked, segments, n_resamples, seed)
     report["paired"] = ev.paired_difference(examples, ranked, "search_ranker", "search_ranker_without_personal", "with_history",
-                                            ev.segments(examples, cold, new_users, head), n_resamples, seed)
+                                            segments, n_resamples, seed)
     report["ratios"] = ev.ratios(report)
     report["test_start"] = project.test_start.isoformat()
     return report

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    positives, catalog, vectors = load_dataset(args.data, args.data_dir, ONLINE_RETAIL, args.threads)
+    dataset = load_dataset(args.data, args.data_dir, ONLINE_RETAIL, args.threads)
+    positives = dataset.positives
+    catalog, vectors = dataset.catalog_at(pd.Timestamp(DATASETS[args.data].test_start, tz="UTC"))
     split = temporal_split(positives, DATASETS[args.data].test_start, catalog=catalog)
     before_cut = positives[positives["ts"] < split.cut]
 

@@ -4,8 +4,9 @@
     rec-pipeline generate --out DIR [--seed N]         write the embedded default data (canonical JSONL)
     rec-pipeline generate --out DIR --append-day       add the next day of logs to it
     rec-pipeline validate --events P --catalog P       check your own data against the rules, without Dagster
-    rec-pipeline evaluate --data online-retail|default [--seed N] --json
-                                                       the evaluation protocol: ranker against ALS, content-kNN, popularity
+    rec-pipeline evaluate --data online-retail|default [--cuts D1,D2 --weeks 4] [--seed N] --json
+                                                       the evaluation protocol at each cut: ranker against EASE, ALS,
+                                                       content-kNN and popularity, by segment
     rec-pipeline recommend --user ID | --items A,B [--k 10]
                                                        top K from the registered ONNX ranker, with titles
     rec-pipeline lineage VERSION|RUN_ID [--json]       a model's chain back to the raw data's DVC md5 and the git commit
@@ -86,26 +87,48 @@ def _validate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     if args.task == "search":
         return _evaluate_search(args)
+    import pandas as pd
+
     from rec_pipeline.datasets import DATASETS, load_dataset
-    from rec_pipeline.protocol import ProtocolConfig, run_protocol
+    from rec_pipeline.protocol import ProtocolConfig, rolling_origin
     from rec_pipeline.sources.online_retail import shared_copy
 
+    setup = DATASETS[args.data]
+    cuts = tuple(c.strip() for c in args.cuts.split(",") if c.strip()) if args.cuts else (setup.test_start,)
+    for cut in cuts:
+        try:
+            pd.Timestamp(cut)
+        except ValueError:
+            print(f"error: --cuts: {cut!r} is not an ISO date (YYYY-MM-DD)", file=sys.stderr)
+            return 2
+    if args.weeks is not None and args.weeks < 1:
+        print(f"error: --weeks must be at least 1 (got {args.weeks})", file=sys.stderr)
+        return 2
     online_retail = args.online_retail or shared_copy(_project_root())
     try:
-        positives, catalog, vectors = load_dataset(args.data, args.data_dir, online_retail, args.threads)
+        dataset = load_dataset(args.data, args.data_dir, online_retail, args.threads)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    setup = DATASETS[args.data]
-    config = ProtocolConfig(test_start=setup.test_start, validation_weeks=setup.validation_weeks, seed=args.seed, threads=args.threads)
-    report = {"dataset": args.data, "positive_events": list(setup.positive_events), **run_protocol(positives, catalog, vectors, config)}
+    config = ProtocolConfig(cuts=cuts, validation_weeks=args.validation_weeks or setup.validation_weeks, test_weeks=args.weeks,
+                            seed=args.seed, threads=args.threads)
+    try:
+        result = rolling_origin(dataset.positives, dataset.catalog_at, config)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = {"dataset": args.data, "positive_events": list(setup.positive_events), **result}
     if args.json:
         print(json.dumps(report))
-    else:
-        print(f"{args.data}: {report['split']['test_users']:,} test users, {report['split']['items']:,} items ({report['split']['cold_items']:,} cold)")
-        for name, figures in report["models"].items():
-            print(f"  {name:12s} " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items()))
-        print(f"  ratios: {report['ratios']}")
+        return 0
+    for entry in report["cuts"]:
+        print(f"{args.data}, cut {entry['cut']}: " + ", ".join(f"{s} {n:,} users" for s, n in entry["segments"].items())
+              + f"; {entry['split']['items']:,} items ({entry['split']['cold_items']:,} cold)")
+        for name, segments in entry["models"].items():
+            print(f"  {name:18s} " + "  ".join(f"{s} ndcg@20 {m['ndcg@20']:.4f}" for s, m in segments.items()))
+        for name, r in entry["ratios"].items():
+            print(f"  {name}: {r['ratio']:.3f}x {r['baseline']} [{r['lo']:.3f}, {r['hi']:.3f}]")
+    print(f"means over {len(report['cuts'])} cut(s): " + ", ".join(f"{k} {v:.3f}x" for k, v in report["means"]["ratios"].items()))
     return 0
 
 
@@ -243,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
                           help="search: the materialised project's search ranker and its baselines (lexical, dense, their fusion) on the test window")
     evaluate.add_argument("--data", choices=["online-retail", "default"], default="default")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--cuts", help="comma-separated ISO dates: the protocol at each (rolling origin); default: the data set's one cut")
+    evaluate.add_argument("--weeks", type=int, help="test window after each cut, in weeks (default: to the end of the data)")
+    evaluate.add_argument("--validation-weeks", type=int, help="tuning window before each cut, in weeks (default: the data set's, 4 on Online Retail)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")
     evaluate.add_argument("--data-dir", type=Path, default=Path("data"), help="where the default data and the embedding cache live")

@@ -3,8 +3,9 @@ library alone: UCI Online Retail, and the embedded generated default data."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -23,22 +24,47 @@ DATASETS = {
 }
 
 
-def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Validated positives (user_id, item_id, ts), the valid catalog, and item text vectors (indexed by item_id).
+@dataclass
+class Dataset:
+    """Validated positives (user_id, item_id, ts) and, for any cut, the catalog as known before it with the items'
+    text vectors (indexed by item_id)."""
 
-    The default data are generated into `data_dir`/raw when absent; text vectors come from the packaged encoder,
-    through the same per-model cache under `data_dir` that the `item_embeddings` asset uses.
+    positives: pd.DataFrame
+    catalog_rows: Callable[[pd.Timestamp], pd.DataFrame]  # raw catalog rows as of a cut
+    rules: list  # the source's own catalog rules, applied with the canonical ones
+    embed: Callable[[pd.DataFrame], pd.DataFrame]  # valid catalog -> vectors indexed by item_id
+    _seen: dict = field(default_factory=dict)
+
+    def catalog_at(self, cut: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The valid catalog as of `cut` and its text vectors."""
+        from rec_pipeline.validation import ValidationSettings, validate_catalog
+
+        if cut not in self._seen:
+            catalog = validate_catalog(self.catalog_rows(cut), ValidationSettings(), self.rules).valid
+            self._seen[cut] = catalog, self.embed(catalog)
+        return self._seen[cut]
+
+
+def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 0) -> Dataset:
+    """The data set `name`. The default data are generated into `data_dir`/raw when absent; text vectors come from
+    the packaged encoder, through the same per-model cache under `data_dir` that the `item_embeddings` asset uses.
+
+    Online Retail has no listing dates or catalog file: its catalog at a cut is derived from the lines before it
+    (`catalog_as_of`). The generated data list every item with its attributes and launch date, so their catalog is
+    the same at every cut.
     """
     from rec_pipeline.embeddings import EmbeddingCache, embed_items
     from rec_pipeline.encoders import EncoderConfig, TextEncoder
     from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
 
     if name == "online-retail":
-        from rec_pipeline.sources.online_retail import load_online_retail
+        from rec_pipeline.sources.online_retail import CATALOG_RULES, catalog_as_of, load_online_retail
 
         if not Path(online_retail).exists():
             raise FileNotFoundError(f"Online Retail not found at {online_retail} (see ../shared/data/online_retail/SOURCE.md)")
         event_rows, catalog_rows = load_online_retail(online_retail, Path(data_dir) / "cache" / "sources")
+        rules = CATALOG_RULES
+        rows_at = lambda cut: catalog_as_of(event_rows.frame, cut)  # noqa: E731
     else:
         from rec_pipeline.generate import GeneratorConfig, generate
         from rec_pipeline.sources.formats import read_source
@@ -47,6 +73,8 @@ def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 
         if not (raw / "events").exists():
             generate(raw, GeneratorConfig())
         catalog_rows, event_rows = read_source("catalog", raw / "catalog", "canonical"), read_source("events", raw / "events", "canonical")
+        rules = catalog_rows.rules
+        rows_at = lambda cut: catalog_rows.frame  # noqa: E731
     settings = ValidationSettings()
     catalog = validate_catalog(catalog_rows.frame, settings, catalog_rows.rules).valid
     events = validate_events(event_rows.frame, catalog["item_id"], settings, event_rows.rules).valid
@@ -54,7 +82,11 @@ def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 
 
     encoder = TextEncoder(EncoderConfig(threads=threads), onnx_dir=Path(data_dir) / "models")
     cache = EmbeddingCache(Path(data_dir) / "embeddings" / "cache" / f"{encoder.fingerprint}.parquet", encoder.dim)
-    embedded = embed_items(catalog, encoder, cache)
-    if embedded.encoded_now:
-        cache.save()
-    return positives, catalog, pd.DataFrame(embedded.vectors, index=embedded.item_ids)
+
+    def embed(valid_catalog: pd.DataFrame) -> pd.DataFrame:
+        embedded = embed_items(valid_catalog, encoder, cache)
+        if embedded.encoded_now:
+            cache.save()
+        return pd.DataFrame(embedded.vectors, index=embedded.item_ids)
+
+    return Dataset(positives.reset_index(drop=True), rows_at, rules, embed)

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from rec_pipeline.evaluation import (
-    ALSParams, Split, als_scores, content_knn_scores, popularity_scores, random_scores, recent_popularity_scores, tune_als,
+    Split, als_scores, content_knn_scores, ease_scores, popularity_scores, random_scores, recent_popularity_scores, tune_als,
+    tune_ease,
 )
 from rec_pipeline.metrics import evaluate, recall_curve
 from rec_pipeline.ranker.export import OnnxRanker
@@ -81,20 +82,27 @@ def onnx_scores(ranker: OnnxRanker, split: Split, purchases_before_cut: pd.DataF
     return scores
 
 
+BASELINES = ("ease", "als", "content_knn", "recent_popularity", "popularity", "random")
+
+
 def baseline_scores(
     split: Split, validation: Split, purchases_before_cut: pd.DataFrame, item_vectors: np.ndarray, recent_since: pd.Timestamp,
     seed: int = 0, threads: int = 0,
-) -> tuple[dict[str, np.ndarray], ALSParams]:
-    """Every baseline on the split's users and items; ALS's factors and regularisation are picked on `validation`.
-    `item_vectors` are the text vectors in the split's column order; recent popularity counts buyers since `recent_since`."""
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Every baseline on the split's users and items, and what `validation` chose for them: EASE's L2 weight and
+    ALS's factors, regularisation, alpha and weighting. `item_vectors` are the text vectors in the split's column
+    order; recent popularity counts buyers since `recent_since`."""
     als_params, _ = tune_als(validation, seed=seed, threads=threads)
-    return {
+    ease_lambda, _ = tune_ease(validation)
+    scores = {
+        "ease": ease_scores(split, ease_lambda),
         "als": als_scores(split, als_params, seed, threads),
         "content_knn": content_knn_scores(split, item_vectors),
         "recent_popularity": recent_popularity_scores(split, purchases_before_cut, recent_since),
         "popularity": popularity_scores(split),
         "random": random_scores(split, seed),
-    }, als_params
+    }
+    return scores, {"ease_lambda": ease_lambda, "als": asdict(als_params)}
 
 
 def resample_weights(n_users: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -172,6 +180,38 @@ def build_report(scores: dict[str, np.ndarray], views: dict[str, SegmentView], c
                 "recall_curve": recall_curve(segment_scores, view.candidates, view.targets, CURVE_K).tolist(),
             }
     return Report({name: len(view.rows) for name, view in views.items()}, figures, per_user, weights, config.min_segment_users)
+
+
+# The headline figures: the ranker over the best baseline of each segment, on that segment's own metric.
+HEADLINES = {
+    "warm_ndcg@20": ("warm_items", "ndcg@20"),
+    "cold_recall@20": ("cold_items", "recall@20"),
+    "all_ndcg@20": ("all", "ndcg@20"),
+    "new_users_ndcg@20": ("new_users", "ndcg@20"),
+}
+
+
+def headline_ratios(report: Report, model: str = "ranker", baselines=BASELINES, level: float = LEVEL) -> dict[str, dict]:
+    """Per headline, `model`'s mean over the best baseline's mean (the best on this very split, so the strongest
+    rival there is), with a paired bootstrap interval: both means come from the same resampled users."""
+    out = {}
+    for name, (segment, metric) in HEADLINES.items():
+        present = [b for b in baselines if (b, segment) in report.per_user]
+        if (model, segment) not in report.per_user or not present:
+            continue
+        best = max(present, key=lambda b: report.value(b, segment, metric))
+        ours, theirs = report.per_user[model, segment][metric], report.per_user[best, segment][metric]
+        weights = report.weights[segment]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            resampled = (weights @ ours) / (weights @ theirs)
+        tail = (1 - level) / 2
+        lo, hi = np.nanquantile(resampled, [tail, 1 - tail])
+        out[name] = {
+            "ratio": float(ours.mean() / theirs.mean()) if theirs.mean() > 0 else float("inf"),
+            "lo": float(lo), "hi": float(hi), "baseline": best, "segment": segment, "metric": metric,
+            "ours": float(ours.mean()), "theirs": float(theirs.mean()),
+        }
+    return out
 
 
 @dataclass(frozen=True)

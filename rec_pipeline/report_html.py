@@ -23,7 +23,7 @@ def _cell(figure: dict) -> str:
 def markdown_summary(report: Report, decision: GateDecision | None, html_path: str) -> str:
     present = [(s, m) for s, m in HEADLINE if report.segments.get(s)]
     header = "| model | " + " | ".join(f"{m} {s}" for s, m in present) + " |"
-    lines = [f"**Test split**: " + ", ".join(f"{s} {n:,} users" for s, n in report.segments.items()), "", header, "|---" * (len(present) + 1) + "|"]
+    lines = ["**Test split**: " + ", ".join(f"{s} {n:,} users" for s, n in report.segments.items()), "", header, "|---" * (len(present) + 1) + "|"]
     for model, segments in report.figures.items():
         lines.append(f"| {model} | " + " | ".join(_cell(segments[s]["metrics"][m]) for s, m in present) + " |")
     lines += ["", "Mean [95% bootstrap CI over users]."]

@@ -93,7 +93,7 @@ def test_als_learns_two_groups_of_users_apart():
     top = np.argsort(-np.where(split.candidates, scores, -np.inf), axis=1)[:, :3]
     for group, recommended in zip(groups, split.item_ids[top]):
         assert all(item.startswith(group) for item in recommended)  # the user's own group's items come first
-    best, tried = tune_als(split, [ALSParams(factors=4), ALSParams(factors=8)], threads=1)
+    best, tried = tune_als(split, ({"factors": (4, 8)},), threads=1)
     assert len(tried) == 2 and best in (ALSParams(factors=4), ALSParams(factors=8))
     assert means["hitrate@5"] > 0.3
 

@@ -215,6 +215,26 @@ def _catalog_frame(lines: pd.DataFrame, utc_times: pd.Series, file_name: str) ->
     return items.reset_index()[[*CATALOG_COLUMNS, *PROVENANCE_COLUMNS]]
 
 
+def catalog_as_of(events: pd.DataFrame, cut: pd.Timestamp) -> pd.DataFrame:
+    """The catalog as it was known before `cut`, from the raw event rows of `load_online_retail` (one per line).
+
+    The file has no listing dates: an item exists from its first line. Titles, prices and categories of the items
+    sold before the cut come from the lines before it only; an item first seen at or after the cut (cold there) takes
+    its first line's, as a shop knows a new item from its listing. The catalog `load_online_retail` returns is the
+    catalog as of the file's end.
+    """
+    utc = pd.to_datetime(events["ts"], format=UTC_FORMAT, utc=True, errors="coerce")
+    lines = events[[*SOURCE_COLUMNS.values(), "source_row"]].rename(columns={v: k for k, v in SOURCE_COLUMNS.items()})
+    known = utc.notna()
+    before = known & (utc < cut)
+    item_id = _item_ids(lines["StockCode"])
+    later = known & ~before & ~item_id.isin(set(item_id[before]))
+    first_lines = pd.DataFrame({"item_id": item_id, "ts": utc, "row": lines["source_row"]})[later]
+    first = first_lines.sort_values(["ts", "row"], kind="stable").drop_duplicates("item_id").index
+    chosen = before | lines.index.isin(first)
+    return _catalog_frame(lines[chosen], utc[chosen], str(events["source_file"].iloc[0]) if len(events) else "")
+
+
 def _titles(lines: pd.DataFrame, item_id: pd.Series, utc_times: pd.Series) -> pd.Series:
     """Per item, its most frequent product-name description (ties: the one used most recently).
 

@@ -28,7 +28,7 @@ from rec_pipeline.versioning import git_commit
 from rec_pipeline.settings import from_settings
 
 # Models whose scores are on a scale worth plotting (random and popularity are uniform or counts).
-DISTRIBUTION_MODELS = ("ranker", "champion", "als", "content_knn")
+DISTRIBUTION_MODELS = ("ranker", "champion", "ease", "als", "content_knn")
 
 
 EvalReportConfig = from_dataclasses("EvalReportConfig", rp.ReportConfig)
@@ -76,12 +76,13 @@ def eval_report(
         champion = champion_version(client, name)
         if champion is not None and champion != version:
             scores["champion"] = rp.onnx_scores(load_version(uri, name, champion, compute.threads), split, before_test, season)
-    baselines, als_params = rp.baseline_scores(
+    baselines, chosen = rp.baseline_scores(
         split, validation, before_test, vectors.loc[split.item_ids].to_numpy(np.float32), validation_start, config.seed, compute.threads
     )
     scores.update(baselines)
     views = rp.segment_views(split, users.loc[users["new"], "user_id"])
     report = rp.build_report(scores, views, report_config)
+    ratios = rp.headline_ratios(report)
     for warning in report.warnings:
         context.log.warning(warning)
 
@@ -104,7 +105,8 @@ def eval_report(
         **{f"data version: {k}": c.data_version for k, c in inputs.items() if k != "ranker_onnx"},
         "positives": ", ".join(summary["positive_events"]),
         "test window": f"{test_start.date()} to {interactions['ts'].max().date()} (train before it; ALS tuned on {validation_start.date()} to {test_start.date()})",
-        "ALS chosen on validation": f"factors {als_params.factors}, regularisation {als_params.regularization}",
+        "ALS chosen on validation": ", ".join(f"{k} {v}" for k, v in chosen["als"].items()),
+        "EASE chosen on validation": f"L2 weight {chosen['ease_lambda']:g}",
         "items / cold-start items": f"{len(split.item_ids):,} / {int(split.cold_items.sum()):,}",
     }
     samples = {m: score_sample(scores[m], views["all"], seed=config.seed) for m in DISTRIBUTION_MODELS if m in scores}
@@ -114,9 +116,10 @@ def eval_report(
     # Search: the test window's searches, the search ranker and its ablation against lexical, dense and their fusion.
     search = (evaluate_search(store.data_path(), threads=compute.threads) if consumed(context, search_ranker).metadata.get("trained")
               else {"searches": {"all": 0}, "models": {}, "note": "no search ranker was trained (no search sessions)"})
-    markdown = markdown_summary(report, decision, str(html_path)) + "\n\n" + search_markdown(search)
-    figures = {**report.to_json(), "gate": decision.as_dict() if decision else None, "versions": versions, "search": search}
-    write_report(folder, render_html(report, decision, versions, images, "rec_pipeline evaluation report", search), markdown, images, figures)
+    markdown = markdown_summary(report, decision, str(html_path), ratios) + "\n\n" + search_markdown(search)
+    figures = {**report.to_json(), "headline_ratios": ratios, "gate": decision.as_dict() if decision else None, "versions": versions, "search": search}
+    html_text = render_html(report, decision, versions, images, "rec_pipeline evaluation report", search, ratios)
+    write_report(folder, html_text, markdown, images, figures)
 
     headline = _headline(report)
     ranker_run = export_meta.get("ranker_mlflow_run_id")
@@ -131,6 +134,8 @@ def eval_report(
         metadata={
             "summary": dg.MetadataValue.md(markdown),
             **headline,
+            **{f"ratio_{name}": round(r["ratio"], 4) for name, r in ratios.items()},
+            **{f"ratio_{name}_baseline": r["baseline"] for name, r in ratios.items()},
             "test_users": report.segments["all"],
             "warnings": dg.MetadataValue.md("\n".join(f"- **{w}**" for w in report.warnings) or "none: every segment has at least "
                                             f"{report.min_segment_users:,} test users"),

@@ -5,7 +5,10 @@ alternating over several repeats; items/s is the median. Texts are the distinct 
 ../shared when present, else the generated catalog's item texts. Prints one JSON line:
 
     {"bench": "embeddings", "ours_items_per_s": ..., "peer_items_per_s": ..., "ratio": ...,
-     "max_cosine_drift": ..., "incremental_fraction": ..., ...}
+     "int8_items_per_s": ..., "int8_ratio": ..., "max_cosine_drift": ..., "incremental_fraction": ..., ...}
+
+int8 is the same encoder with `quantization="int8"` (dynamically quantised MatMul weights in ONNX Runtime); its
+vectors are compared with ours in fp32.
 
 incremental_fraction is the time of a re-run after 1% new items (the other 99% in the cache) over the time of a full
 run from an empty cache, each done as the asset does it: a fresh encoder, the cache read, `embed_items`, the cache
@@ -88,11 +91,14 @@ def main() -> None:
         folder = Path(folder)
         ours = TextEncoder(EncoderConfig(threads=args.threads), onnx_dir=folder)  # the default backend
         ours_torch = TextEncoder(EncoderConfig(threads=args.threads, backend="torch"))
+        ours_int8 = TextEncoder(EncoderConfig(threads=args.threads, quantization="int8"), onnx_dir=folder)
         peer = SentenceTransformer(str(model_folder(DEFAULT_MODEL)), device="cpu")
-        speeds: dict[str, list[float]] = {"ours": [], "torch": [], "peer": []}
+        speeds: dict[str, list[float]] = {"ours": [], "int8": [], "torch": [], "peer": []}
         for _ in range(args.repeats):
             ours_vectors, speed = timed(ours.encode, texts)
             speeds["ours"].append(speed)
+            int8_vectors, speed = timed(ours_int8.encode, texts)
+            speeds["int8"].append(speed)
             peer_vectors, speed = timed(lambda t: peer.encode(t, normalize_embeddings=True, show_progress_bar=False), texts)
             speeds["peer"].append(speed)
             _, speed = timed(ours_torch.encode, texts)
@@ -114,6 +120,10 @@ def main() -> None:
                 "peer_items_per_s": round(median["peer"], 1),
                 "ratio": round(median["ours"] / median["peer"], 3),
                 "torch_backend_items_per_s": round(median["torch"], 1),
+                "int8_items_per_s": round(median["int8"], 1),
+                "int8_ratio": round(median["int8"] / median["peer"], 3),
+                "int8_min_cosine_to_fp32": round(float(np.min(np.sum(int8_vectors * ours_vectors, axis=1))), 4),
+                "int8_mean_cosine_to_fp32": round(float(np.mean(np.sum(int8_vectors * ours_vectors, axis=1))), 5),
                 "max_cosine_drift": drift,
                 "max_abs_diff": float(np.abs(ours_vectors - peer_vectors).max()),
                 "incremental_fraction": round(fraction, 4),

@@ -106,7 +106,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     online_retail = args.online_retail or shared_copy(_project_root())
     try:
-        dataset = load_dataset(args.data, args.data_dir, online_retail, args.threads)
+        dataset = load_dataset(args.data, args.data_dir, online_retail, args.threads, args.quantization)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--cuts", help="comma-separated ISO dates: the protocol at each (rolling origin); default: the data set's one cut")
     evaluate.add_argument("--weeks", type=int, help="test window after each cut, in weeks (default: to the end of the data)")
+    evaluate.add_argument("--quantization", choices=["none", "int8"], default="none", help="the text encoder's: int8 runs its dynamically quantised ONNX export")
     evaluate.add_argument("--validation-weeks", type=int, help="tuning window before each cut, in weeks (default: the data set's, 4 on Online Retail)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")

@@ -45,7 +45,7 @@ class Dataset:
         return self._seen[cut]
 
 
-def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 0) -> Dataset:
+def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 0, quantization: str = "none") -> Dataset:
     """The data set `name`. The default data are generated into `data_dir`/raw when absent; text vectors come from
     the packaged encoder, through the same per-model cache under `data_dir` that the `item_embeddings` asset uses.
 
@@ -80,7 +80,7 @@ def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 
     events = validate_events(event_rows.frame, catalog["item_id"], settings, event_rows.rules).valid
     positives = events.loc[events["event_type"].isin(DATASETS[name].positive_events), ["user_id", "item_id", "ts"]]
 
-    encoder = TextEncoder(EncoderConfig(threads=threads), onnx_dir=Path(data_dir) / "models")
+    encoder = TextEncoder(EncoderConfig(threads=threads, quantization=quantization), onnx_dir=Path(data_dir) / "models")
     cache = EmbeddingCache(Path(data_dir) / "embeddings" / "cache" / f"{encoder.fingerprint}.parquet", encoder.dim)
 
     def embed(valid_catalog: pd.DataFrame) -> pd.DataFrame:

@@ -39,6 +39,11 @@ Pooling = Literal["mean", "cls", "last_token"]
 Backend = Literal["auto", "onnx", "torch"]
 # ONNX Runtime must agree with PyTorch to this on the normalised vectors, or the export is refused.
 ONNX_PARITY_TOLERANCE = 1e-4
+# The int8 encoder cannot agree to 1e-4; its gate is the cosine of each probe's vector to PyTorch's fp32 one. Measured
+# on all-MiniLM-L6-v2 with per-channel int8 MatMul weights: 0.971 at worst on the probes below (a 600-character text),
+# 0.983 at worst and 0.993 on average over 1,000 Online Retail descriptions. Per-tensor scales fell to 0.916.
+INT8_MIN_COSINE = 0.95
+Quantization = Literal["none", "int8"]
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACE = re.compile(r"\s+")
 
@@ -53,6 +58,9 @@ class EncoderConfig:
     backend: Backend = "auto"  # auto: ONNX Runtime on the CPU, PyTorch on a GPU
     device: Device = "auto"
     threads: int = 0  # 0: every core
+    # int8: ONNX Runtime's dynamic quantisation of the weights (activations quantised per batch), CPU only. Its speed
+    # and its cost in cold-start ranking are in BENCHMARKS.md ("int8").
+    quantization: Quantization = "none"
 
 
 def model_folder(model: str) -> Path:
@@ -110,14 +118,19 @@ class TextEncoder:
         self.backend = ("torch" if self.device == "cuda" else "onnx") if config.backend == "auto" else config.backend
         if self.backend == "onnx" and self.device == "cuda":
             raise ValueError("the ONNX backend runs on the CPU here; use backend 'torch' on a GPU")
-        # bf16 where the GPU has it (same range as fp32), else fp16; fp32 on the CPU.
-        self.precision = "fp32"
+        if config.quantization not in ("none", "int8"):
+            raise ValueError(f"unknown quantization {config.quantization!r}: none or int8")
+        if config.quantization == "int8" and self.backend != "onnx":
+            raise ValueError("quantization int8 runs in ONNX Runtime on the CPU: use backend 'onnx' (or 'auto' without a GPU)")
+        # bf16 where the GPU has it (same range as fp32), else fp16; fp32 on the CPU; int8 weights where asked.
+        self.precision = "int8" if config.quantization == "int8" else "fp32"
         if self.device == "cuda":
             self.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         self.dim = int(AutoConfig.from_pretrained(str(self.folder)).hidden_size)
         self.fingerprint = self._fingerprint()
         self.onnx_path: Path | None = None
         self.onnx_parity: float | None = None
+        self.onnx_min_cosine: float | None = None
         self._loaded = False
 
     def load(self) -> None:
@@ -144,8 +157,9 @@ class TextEncoder:
 
         return AutoModel.from_pretrained(str(self.folder), use_safetensors=True).eval()
 
-    def _fingerprint(self) -> str:
-        """What determines the vectors: weights, tokenizer, pooling, prefix, truncation and precision."""
+    def _fingerprint(self, precision: str | None = None) -> str:
+        """What determines the vectors: weights, tokenizer, pooling, prefix, truncation and precision (this
+        encoder's unless given)."""
         tokenizer_files = sorted(p for p in self.folder.glob("*") if p.name.startswith(("tokenizer", "vocab", "special_tokens")))
         tokenizer_digest = hashlib.sha256(b"".join(p.read_bytes() for p in tokenizer_files)).hexdigest()
         identity = {
@@ -154,7 +168,7 @@ class TextEncoder:
             "pooling": self.config.pooling,
             "prefix": self.config.prefix,
             "max_length": self.config.max_length,
-            "precision": self.precision,
+            "precision": precision or self.precision,
         }
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -171,6 +185,7 @@ class TextEncoder:
             "dim": self.dim,
             "onnx_path": str(self.onnx_path) if self.onnx_path else None,
             "onnx_parity_max_abs_diff": self.onnx_parity,
+            "onnx_parity_min_cosine": self.onnx_min_cosine,
         }
 
     # -- encoding -------------------------------------------------------------------------------------------------
@@ -213,7 +228,9 @@ class TextEncoder:
     # -- ONNX Runtime -----------------------------------------------------------------------------------------------
 
     def _onnx_session(self, onnx_dir: Path):
-        """An ONNX Runtime session on the exported encoder, which must match PyTorch before its first use.
+        """An ONNX Runtime session on the exported encoder, which must match PyTorch before its first use: within
+        ONNX_PARITY_TOLERANCE in fp32; for int8, a cosine of at least INT8_MIN_COSINE to PyTorch's fp32 vectors (the
+        fp32 export it is quantised from passes the fp32 gate first).
 
         The check's result is kept beside the file with the file's sha256, so later runs that find the same file
         need neither the PyTorch model nor the check again.
@@ -225,28 +242,59 @@ class TextEncoder:
         record = json.loads(verified.read_text()) if verified.exists() and path.exists() else {}
         if not path.exists():
             self.model = self._torch_model()
-            self._export_onnx(path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            if self.precision == "int8":
+                self._export_int8(path, ort)
+            else:
+                self._export_onnx(path)
+        self._session = self._ort_session(path, ort)
         self.onnx_path = path
         onnx_sha256 = file_sha256(path, self._digests)
         if record.get("onnx_sha256") == onnx_sha256:
-            self.onnx_parity = float(record["max_abs_diff"])
+            self.onnx_parity, self.onnx_min_cosine = float(record["max_abs_diff"]), record.get("min_cosine")
             return self._session
         if self.model is None:
             self.model = self._torch_model()
-        self.onnx_parity = self._parity_against_torch()
-        if self.onnx_parity > ONNX_PARITY_TOLERANCE:
+        self.onnx_parity, self.onnx_min_cosine = self._parity_against_torch()
+        if self.precision == "int8" and self.onnx_min_cosine < INT8_MIN_COSINE:
+            raise RuntimeError(
+                f"the int8 encoder's vectors have a cosine of {self.onnx_min_cosine:.4f} (< {INT8_MIN_COSINE}) to PyTorch's "
+                f"on a probe; this model does not quantise well: use quantization 'none' (delete {path} to try again)"
+            )
+        if self.precision != "int8" and self.onnx_parity > ONNX_PARITY_TOLERANCE:
             raise RuntimeError(
                 f"ONNX Runtime differs from PyTorch by {self.onnx_parity:.2e} (> {ONNX_PARITY_TOLERANCE:.0e}) on "
                 f"normalised vectors; delete {path} to export again"
             )
         with atomic_path(verified) as tmp:
-            tmp.write_text(json.dumps({"onnx_sha256": onnx_sha256, "max_abs_diff": self.onnx_parity}))
+            tmp.write_text(json.dumps({"onnx_sha256": onnx_sha256, "max_abs_diff": self.onnx_parity, "min_cosine": self.onnx_min_cosine}))
         return self._session
+
+    def _ort_session(self, path: Path, ort):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def _export_int8(self, path: Path, ort) -> None:
+        """The fp32 export, checked against PyTorch, then its MatMul weights quantised to int8, one scale per output
+        channel. Quantising the embedding table (Gather) as well cost 0.01 of worst-case cosine for no speed. An fp32
+        export already checked in the same folder is quantised as it is."""
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with tempfile.TemporaryDirectory(prefix="rec_pipeline_fp32_") as folder:
+            fp32 = path.with_name(f"encoder-{self._fingerprint('fp32')}.onnx")
+            record = fp32.with_suffix(".parity.json")
+            checked = fp32.exists() and record.exists() and json.loads(record.read_text()).get("onnx_sha256") == file_sha256(fp32, self._digests)
+            if not checked:
+                fp32 = Path(folder) / "encoder-fp32.onnx"
+                self._export_onnx(fp32)
+                self._session = self._ort_session(fp32, ort)
+                worst, _ = self._parity_against_torch()
+                if worst > ONNX_PARITY_TOLERANCE:
+                    raise RuntimeError(f"the fp32 export differs from PyTorch by {worst:.2e} (> {ONNX_PARITY_TOLERANCE:.0e}); not quantised")
+            with atomic_path(path) as tmp:
+                quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
 
     def _export_onnx(self, path: Path) -> None:
 
@@ -268,10 +316,12 @@ class TextEncoder:
                 dynamo=False,
             )
 
-    def _parity_against_torch(self) -> float:
-        """Largest |ONNX - PyTorch| over probes of several batch sizes and lengths, single-text batches included."""
-        probes = ["candle", "", "a sage green ceramic candle holder for tea lights " * 12, "USB-C cable, braided, 2 m"] * 5
-        worst = 0.0
+    def _parity_against_torch(self) -> tuple[float, float]:
+        """Largest |ONNX - PyTorch| and smallest cosine between the two, over probes of several batch sizes and
+        lengths, single-text batches included."""
+        probes = ["candle", "", "a sage green ceramic candle holder for tea lights " * 12, "USB-C cable, braided, 2 m",
+                  "WHITE HANGING HEART T-LIGHT HOLDER", "set of 3 cake tins pantry design"] * 4
+        worst, least = 0.0, 1.0
         for batch in (1, 7, len(probes)):
             for start in range(0, len(probes), batch):
                 texts = [self.config.prefix + clean_text(t) for t in probes[start : start + batch]]
@@ -280,7 +330,8 @@ class TextEncoder:
                 onnx = self._session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
                 torch_out = self._torch_batch(input_ids, attention_mask)
                 worst = max(worst, float(np.abs(onnx - torch_out).max()))
-        return worst
+                least = min(least, float((onnx * torch_out).sum(axis=1).min()))  # both are unit vectors
+        return worst, least
 
 
 def _pooled(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:

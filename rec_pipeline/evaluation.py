@@ -138,7 +138,8 @@ class ALSParams:
 
 def als_weights(train: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
     """The users x items matrix ALS fits: counts, or BM25 with items as documents and users as terms (implicit's
-    recipe: K1 100, B 0.8), which damps heavy buyers and items everyone buys."""
+    recipe: K1 100, B 0.8): a purchase weighs less the more items its buyer bought (idf) and the more often its item
+    was bought (length norm)."""
     if weighting == "raw":
         return train.tocsr()
     if weighting == "bm25":

@@ -20,13 +20,25 @@ def _cell(figure: dict) -> str:
     return f"{figure['mean']:.4f} [{figure['lo']:.4f}, {figure['hi']:.4f}]"
 
 
-def markdown_summary(report: Report, decision: GateDecision | None, html_path: str) -> str:
+def _ratio_rows(ratios: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    """(headline, ratio [CI], ranker's figure, best baseline's figure) per headline ratio."""
+    return [
+        (f"{r['metric']} on {r['segment']}", f"{r['ratio']:.3f}x [{r['lo']:.3f}, {r['hi']:.3f}]", f"{r['ours']:.4f}", f"{r['baseline']} {r['theirs']:.4f}")
+        for r in ratios.values()
+    ]
+
+
+def markdown_summary(report: Report, decision: GateDecision | None, html_path: str, ratios: dict[str, dict] | None = None) -> str:
     present = [(s, m) for s, m in HEADLINE if report.segments.get(s)]
     header = "| model | " + " | ".join(f"{m} {s}" for s, m in present) + " |"
     lines = ["**Test split**: " + ", ".join(f"{s} {n:,} users" for s, n in report.segments.items()), "", header, "|---" * (len(present) + 1) + "|"]
     for model, segments in report.figures.items():
         lines.append(f"| {model} | " + " | ".join(_cell(segments[s]["metrics"][m]) for s, m in present) + " |")
     lines += ["", "Mean [95% bootstrap CI over users]."]
+    if ratios:
+        lines += ["", "**The ranker over the best baseline of each segment** (paired bootstrap CI):", "",
+                  "| headline | ratio | ranker | best baseline |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in _ratio_rows(ratios)]
     lines += [line for warning in report.warnings for line in ("", f"**{warning}**")]
     if decision is not None:
         lines += ["", f"**Champion/challenger**: {decision.reason}"]
@@ -122,7 +134,7 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
 
 
 def render_html(report: Report, decision: GateDecision | None, versions: dict[str, str], images: dict[str, bytes], title: str,
-                search: dict | None = None) -> str:
+                search: dict | None = None, ratios: dict[str, dict] | None = None) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>"]
     parts.append(f"<h1>{html.escape(title)}</h1>")
     parts += [f"<div class='warning'>{html.escape(warning)}</div>" for warning in report.warnings]
@@ -132,6 +144,11 @@ def render_html(report: Report, decision: GateDecision | None, versions: dict[st
     parts.append("<h2>What this report describes</h2><table class='facts'><tbody>")
     parts += [f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in versions.items()]
     parts.append("</tbody></table>")
+    if ratios:
+        parts.append("<h2>Headline ratios: the ranker over the best baseline of each segment</h2><table><thead><tr><th>headline</th>"
+                     "<th>ratio [95% paired bootstrap CI]</th><th>ranker</th><th>best baseline</th></tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _ratio_rows(ratios)]
+        parts.append("</tbody></table>")
     parts.append("<h2>Segments</h2><table class='facts'><thead><tr><th>segment</th><th>users</th><th>definition</th></tr></thead><tbody>")
     parts += [f"<tr><td>{s}</td><td>{n:,}</td><td>{html.escape(SEGMENTS[s])}</td></tr>" for s, n in report.segments.items()]
     parts.append("</tbody></table><p>Every cell: mean over users [95% bootstrap confidence interval]; best mean per column in bold. Coverage: distinct items in anyone's top K over the items that are a candidate for someone.</p>")

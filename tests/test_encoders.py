@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from rec_pipeline.embeddings import EmbeddingCache, ItemTextConfig, embed_items, item_texts, read_vectors, write_vectors
-from rec_pipeline.encoders import DEFAULT_MODEL, EncoderConfig, TextEncoder, model_folder, weights_sha256
+from rec_pipeline.encoders import DEFAULT_MODEL, INT8_MIN_COSINE, EncoderConfig, TextEncoder, model_folder, weights_sha256
 
 TEXTS = [
     "Sage green ceramic candle holder. Holds standard tea lights.",
@@ -157,3 +157,22 @@ def test_a_checked_onnx_export_is_reused_and_a_tampered_one_is_refused(tmp_path,
     onnx.save(model, str(first.onnx_path))
     with pytest.raises(RuntimeError, match="ONNX Runtime differs from PyTorch"):
         TextEncoder(EncoderConfig(threads=2), onnx_dir=tmp_path).encode(TEXTS)
+
+
+def test_the_int8_encoder_is_its_own_model_behind_a_cosine_gate(onnx_encoder):
+    onnx_encoder.encode(["export fp32 first"])
+    int8 = TextEncoder(EncoderConfig(threads=2, quantization="int8"), onnx_dir=onnx_encoder.onnx_dir)  # quantises that export
+    vectors = int8.encode(TEXTS)
+    described = int8.describe()
+    assert described["precision"] == "int8" and described["onnx_parity_min_cosine"] >= INT8_MIN_COSINE
+    # Another fingerprint: its vectors never mix with fp32 ones in a cache.
+    assert int8.fingerprint != onnx_encoder.fingerprint and int8.onnx_path.name == f"encoder-{int8.fingerprint}.onnx"
+    fp32 = onnx_encoder.encode(TEXTS)
+    cosines = np.sum(vectors * fp32, axis=1)
+    assert cosines.min() >= INT8_MIN_COSINE and not np.allclose(vectors, fp32, atol=1e-4)  # close, but quantised
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert int8.onnx_path.stat().st_size < 0.7 * onnx_encoder.onnx_path.stat().st_size  # int8 MatMul weights
+    with pytest.raises(ValueError, match="quantization int8 runs in ONNX Runtime"):
+        TextEncoder(EncoderConfig(quantization="int8", backend="torch"))
+    with pytest.raises(ValueError, match="unknown quantization 'int4'"):
+        TextEncoder(EncoderConfig(quantization="int4"))

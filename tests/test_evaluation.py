@@ -3,8 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
-from rec_pipeline.evaluation import ALSParams, als_scores, content_knn_scores, popularity_scores, temporal_split, tune_als
+from rec_pipeline.evaluation import (
+    ALSParams, als_scores, als_weights, content_knn_scores, ease_scores, ease_weights, popularity_scores, temporal_split, tune_als,
+    tune_ease,
+)
 from rec_pipeline.metrics import evaluate
 
 CUT = "2025-02-01"
@@ -96,6 +100,54 @@ def test_als_learns_two_groups_of_users_apart():
     best, tried = tune_als(split, ({"factors": (4, 8)},), threads=1)
     assert len(tried) == 2 and best in (ALSParams(factors=4), ALSParams(factors=8))
     assert means["hitrate@5"] > 0.3
+
+
+def test_ease_matches_a_ridge_regression_of_each_item_on_the_others():
+    """The closed form against its definition: column j of B is the ridge regression of item j's buyers on every
+    other item's, so the zero diagonal is the constraint, not a patch."""
+    rng = np.random.default_rng(0)
+    bought = sp.csr_matrix((rng.random((200, 30)) < 0.15).astype(np.float32))
+    lam = 7.0
+    weights = ease_weights(bought, lam)
+    dense = bought.toarray().astype(np.float64)
+    for j in range(30):
+        others = np.delete(np.arange(30), j)
+        x = dense[:, others]
+        reference = np.linalg.solve(x.T @ x + lam * np.eye(29), x.T @ dense[:, j])
+        assert np.allclose(weights[others, j], reference, atol=1e-10) and weights[j, j] == 0
+
+
+def test_ease_scores_a_users_purchases_times_the_weights_and_tuning_keeps_the_best_weight():
+    rng = np.random.default_rng(1)
+    rows = []
+    for u in range(60):  # two groups that each buy from their own half of 12 items
+        own = [f"{'x' if u % 2 else 'y'}{i}" for i in range(6)]
+        rows += [(f"u{u}", item, "2025-01-10") for item in rng.choice(own, size=3, replace=False)]
+        rows.append((f"u{u}", own[u % 6], "2025-02-10"))
+    split = temporal_split(purchases(rows), CUT)
+    bought = (split.train[split.test_rows] > 0).toarray()
+    assert np.allclose(ease_scores(split, 10.0), bought @ ease_weights(split.train, 10.0), atol=1e-5)
+    lam, tried = tune_ease(split, lambdas=(1.0, 10.0, 1e6))
+    assert [t["lambda"] for t in tried] == [1.0, 10.0, 1e6] and lam == max(tried, key=lambda t: t["ndcg@20"])["lambda"]
+    means, _ = evaluate(ease_scores(split, lam), split.candidates, split.targets, ks=(5,))
+    assert means["hitrate@5"] > 0.5  # the own group's items come first
+
+
+def test_bm25_weighting_is_implicits_recipe_with_items_as_documents():
+    counts = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [1, 0, 2], [1, 0, 3]], dtype=np.float32))
+    weighted = als_weights(counts, "bm25").toarray()
+    # By hand: a user is a term (idf over the items they bought), an item a document (length: its purchases).
+    dense = counts.toarray().astype(np.float64)
+    idf = np.log(3) - np.log1p((dense > 0).sum(axis=1))  # per user
+    length = dense.sum(axis=0)
+    norm = 0.2 + 0.8 * length / length.mean()  # per item
+    expected = np.where(dense > 0, dense * 101 / (100 * norm[None, :] + dense) * idf[:, None], 0)
+    assert np.allclose(weighted, expected, atol=1e-5)
+    # Heavier buyers weigh less: user 1 bought one item, user 0 two, both bought item 0.
+    assert weighted[1, 0] > weighted[0, 0]
+    assert (als_weights(counts, "raw") != counts).nnz == 0
+    with pytest.raises(ValueError, match="unknown ALS weighting 'tfidf'"):
+        als_weights(counts, "tfidf")
 
 
 @pytest.fixture(scope="module")

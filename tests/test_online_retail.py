@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rec_pipeline.sources.online_retail import load_online_retail
+from rec_pipeline.sources.online_retail import catalog_as_of, load_online_retail
 from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS, DataFormatError
 from rec_pipeline.sources.table import SourceTable
 from rec_pipeline.validation import ValidationResult, ValidationSettings, coerce_events, validate_catalog, validate_events
@@ -258,6 +258,30 @@ def test_title_is_the_most_frequent_product_name_ignoring_notes_and_spacing(tmp_
         "21134": "",
     }
     assert items["category"].to_dict() == {"22386": "POLKADOT", "84997": "SET", "47566": "BUNTING", "M": "MANUAL", "21134": None}
+
+
+def test_the_catalog_at_a_cut_knows_only_what_was_known_before_it(tmp_path):
+    rows = [
+        ("22386", "JUMBO BAG PINK POLKADOT", "2", "2010-12-01"),
+        ("22386", "JUMBO BAG PINK POLKADOT", "2", "2010-12-02"),
+        *[("22386", "JUMBO BAG RED SPOTS", "9", "2011-02-01")] * 3,  # renamed and repriced after the cut
+        ("84997", "RED CUTLERY SET", "4", "2011-01-10"),  # first sold after the cut: cold there
+        ("84997", "RED 3 PIECE CUTLERY SET", "5", "2011-01-11"),
+        ("84997", "RED 3 PIECE CUTLERY SET", "5", "2011-01-12"),
+    ]
+    lines = [f"5370{i},{code},{text},1,{day} 10:00:00,{price},13047.0,United Kingdom" for i, (code, text, price, day) in enumerate(rows)]
+    events, whole = load_online_retail(write_csv(tmp_path, "cut.csv", "\n".join([HEADER, *lines]) + "\n"))
+    items = whole.frame.set_index("item_id")
+    assert items.loc["22386", "title"] == "JUMBO BAG RED SPOTS" and items.loc["22386", "price"] == 9  # the whole file
+    at = catalog_as_of(events.frame, pd.Timestamp("2011-01-01", tz="UTC")).set_index("item_id")
+    assert at.loc["22386", ["title", "price", "category"]].tolist() == ["JUMBO BAG PINK POLKADOT", 2, "POLKADOT"]
+    # A new item is known from its first line, and from nothing later.
+    assert at.loc["84997", ["title", "price", "category"]].tolist() == ["RED CUTLERY SET", 4, "SET"]
+    assert at.loc["84997", "first_seen"] == items.loc["84997", "first_seen"] == "2011-01-10T10:00:00Z"
+    assert set(at.columns) | {"item_id"} == set(whole.frame.columns) and list(at.index) == list(items.index)
+    # At a cut after the last line, it is the whole file's catalog.
+    late = catalog_as_of(events.frame, pd.Timestamp("2012-01-01", tz="UTC"))
+    pd.testing.assert_frame_equal(late.reset_index(drop=True), whole.frame.reset_index(drop=True))
 
 
 # ---------------------------------------------------------------------------------------------------------------

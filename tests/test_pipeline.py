@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from orchestration.definitions import build_definitions, default_resources
+from rec_pipeline import report as rp
 from assets.resources import RawDataSource, ValidationPolicy
 from rec_pipeline.embeddings import read_vectors
 from rec_pipeline.encoders import DEFAULT_MODEL, model_folder
@@ -178,12 +179,17 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert report["gate_decision"] == "promoted" and report["gate_reason"].startswith("no champion yet: version 1")
     assert client.get_model_version_by_alias("rec_pipeline_ranker", "champion").version == 1
     assert version.tags["gate_decision"] == "promoted"
-    for model in ("ranker", "als", "content_knn", "recent_popularity", "popularity", "random"):
+    for model in ("ranker", "ease", "als", "content_knn", "recent_popularity", "popularity", "random"):
         assert 0 <= report[f"{model}_ndcg@20"] <= 1 and f"| {model} |" in report["summary"]
+    # The headline ratios: the ranker over the best baseline of each segment, that baseline named.
+    for name in ("warm_ndcg@20", "cold_recall@20"):
+        assert report[f"ratio_{name}"] > 0 and report[f"ratio_{name}_baseline"] in rp.BASELINES
+    assert "The ranker over the best baseline of each segment" in report["summary"]
     assert report["ranker_ndcg@20"] > report["random_ndcg@20"]
     assert report["test_users"] >= report["cold_items_users"] > 0
     page = Path(report["report"]).read_text()
     assert page.count("<img alt=") == 3 and "no champion yet" in page and exported["onnx_sha256"] in page
+    assert "Headline ratios" in page and "EASE chosen on validation" in page
     figures = json.loads((Path(report["report"]).parent / "report.json").read_text())
     assert figures["models"]["ranker"]["all"]["metrics"]["ndcg@20"]["mean"] == pytest.approx(report["ranker_ndcg@20"], abs=1e-5)
     run = client.get_run(ranker["mlflow_run_id"])

@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 from rec_pipeline.evaluation import recent_popularity_scores, temporal_split
-from rec_pipeline.report import METRICS, SEGMENTS, ReportConfig, bootstrap_interval, build_report, gate, resample_weights, segment_views
+from rec_pipeline.report import (
+    METRICS, SEGMENTS, ReportConfig, bootstrap_interval, build_report, gate, headline_ratios, resample_weights, segment_views,
+)
 from rec_pipeline.report_html import markdown_summary, plots, render_html, score_sample
 from tests.test_evaluation import CATALOG, CUT, SAMPLE
 
@@ -207,3 +209,19 @@ def test_the_served_model_scores_the_split_in_its_own_item_rows_and_unknown_item
     # A champion trained on another data set knows none of the items: everything scores lowest, nothing fails.
     stranger, _ = write_bundle(trained_looking_model(), [f"y{i}" for i in range(N_ITEMS)], tmp_path / "stranger")
     assert (onnx_scores(OnnxRanker.from_bundle(stranger), split, before_cut, season) == lowest).all()
+
+
+def test_headline_ratios_divide_by_the_best_baseline_with_a_paired_interval():
+    report = synthetic_report(1.5)  # "champion" and "random" stand in for two baselines
+    [ratio] = headline_ratios(report, baselines=("random", "champion")).values()  # only the "all" segment exists
+    ours = report.per_user["ranker", "all"]["ndcg@20"]
+    best = max(("random", "champion"), key=lambda b: report.per_user[b, "all"]["ndcg@20"].mean())
+    assert ratio["baseline"] == best == "champion"
+    assert ratio["ratio"] == pytest.approx(ours.mean() / report.per_user[best, "all"]["ndcg@20"].mean())
+    assert ratio["lo"] < ratio["ratio"] < ratio["hi"] and ratio["lo"] > 1  # a clear win, user by user
+    # Paired: a model over itself is 1 in every resample, so its interval is exactly [1, 1].
+    [same] = headline_ratios(report, model="champion", baselines=("champion",)).values()
+    assert same["ratio"] == same["lo"] == same["hi"] == pytest.approx(1.0)
+    page = render_html(report, None, {}, plots(report, {"ranker": (np.array([1.0, 2.0]), np.array([0.0, 0.5]))}), "t", ratios={"all_ndcg@20": ratio})
+    assert "Headline ratios" in page and f"{ratio['ratio']:.3f}x" in page
+    assert f"champion {ratio['theirs']:.4f}" in markdown_summary(report, None, "report.html", {"all_ndcg@20": ratio})

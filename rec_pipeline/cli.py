@@ -113,11 +113,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = ProtocolConfig(cuts=cuts, validation_weeks=args.validation_weeks or setup.validation_weeks, test_weeks=args.weeks,
                             seed=args.seed, threads=args.threads)
     try:
-        result = rolling_origin(dataset.positives, dataset.catalog_at, config)
+        result = rolling_origin(dataset.positives, dataset.catalog_at, config, progress=lambda line: print(line, file=sys.stderr, flush=True))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report = {"dataset": args.data, "positive_events": list(setup.positive_events), **result}
+    report = {"dataset": args.data, "positive_events": list(setup.positive_events), "quantization": args.quantization, **result}
     if args.json:
         print(json.dumps(report))
         return 0

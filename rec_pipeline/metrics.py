@@ -1,8 +1,11 @@
 """Full-ranking metrics: every candidate item is scored and ranked for every user, nothing is sampled.
 
 Inputs are a score matrix (users x items), a boolean mask of which items are candidates for each user (items a user
-already bought in train are not), and each user's target items. Ties are broken by item index, lowest first, so
-results are deterministic. Definitions (per user, then averaged over users with at least one target):
+already bought in train are not), and each user's target items. Ties are broken in a fixed pseudo-random order of
+the items drawn for each user row (`tie_orders`), so results are deterministic and a model that cannot tell items
+apart scores as a random one would. Breaking them by item index instead handed Online Retail's EASE, ALS and popularity a cold-only Recall@20
+of 0.78 at the 2011-08-01 cut, where all three give every cold item the same score: new stock codes sorted in an
+order that happened to match what sold (random: 0.45). Definitions (per user, then averaged over users with at least one target):
 
 - Recall@K: relevant items in the top K / number of relevant items
 - NDCG@K: DCG of the top K (gain 1 per relevant item, discount 1/log2(rank + 1)) / DCG of an ideal top K
@@ -18,11 +21,22 @@ from typing import Sequence
 import numpy as np
 
 
+TIE_SEED = 0
+
+
+def tie_orders(n_users: int, n_items: int) -> np.ndarray:
+    """(users x items): for each user row, the order its equal scores are ranked in, a fixed permutation of the item
+    indices (first ranked first). One permutation per row, so that ties average out over users."""
+    return np.argsort(np.random.default_rng(TIE_SEED).random((n_users, n_items)), axis=1)
+
+
 def top_k(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
     """Item indices of each user's K best candidates, best first; -1 where a user has fewer than K candidates."""
     masked = np.where(candidates, scores.astype(np.float64), -np.inf)
-    # A stable sort on -score keeps the lower item index first among equal scores.
-    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    # A stable sort on -score over each row's columns in its tie order keeps that order among equal scores.
+    permutation = tie_orders(*masked.shape)
+    ranked = np.argsort(-np.take_along_axis(masked, permutation, axis=1), axis=1, kind="stable")[:, :k]
+    order = np.take_along_axis(permutation, ranked, axis=1)
     order = np.where(np.isfinite(np.take_along_axis(masked, order, axis=1)), order, -1)
     if order.shape[1] < k:
         order = np.pad(order, ((0, 0), (0, k - order.shape[1])), constant_values=-1)
@@ -56,14 +70,16 @@ def ndcg_at_k(top: np.ndarray, targets: Sequence[np.ndarray], k: int, n_items: i
 def reciprocal_rank(scores: np.ndarray, candidates: np.ndarray, targets: Sequence[np.ndarray]) -> np.ndarray:
     """1 / full-ranking rank of each user's best-placed target (0 when no target is a candidate)."""
     out = np.zeros(len(targets))
+    orders = tie_orders(*scores.shape)
     for u, t in enumerate(targets):
         t = t[candidates[u, t]]
         if len(t) == 0:
             continue
+        position = np.argsort(orders[u])  # item -> its place in this user's tie order
         s = scores[u].astype(np.float64)
-        best = t[np.lexsort((t, -s[t]))[0]]  # highest score, then lowest index
+        best = t[np.lexsort((position[t], -s[t]))[0]]  # highest score, then first in the tie order
         c = candidates[u]
-        ahead = np.count_nonzero(c & (s > s[best])) + np.count_nonzero(c[:best] & (s[:best] == s[best]))
+        ahead = np.count_nonzero(c & (s > s[best])) + np.count_nonzero(c & (s == s[best]) & (position < position[best]))
         out[u] = 1.0 / (ahead + 1)
     return out
 

@@ -127,11 +127,18 @@ def evaluate_cut(
 def rolling_origin(
     purchases: pd.DataFrame, catalog_at: CatalogAt, config: ProtocolConfig,
     model_config: RankerConfig = RankerConfig(n_items=0), train_config: TrainConfig = TrainConfig(),
+    progress: Callable[[str], None] = lambda line: None,
 ) -> dict:
-    """`evaluate_cut` at every cut of `config`, then the mean of each ratio and of each model's figures over them."""
+    """`evaluate_cut` at every cut of `config`, then the mean of each ratio and of each model's figures over them.
+    `progress` hears one line per cut as it ends."""
     if not config.cuts:
         raise ValueError("give at least one cut")
-    cuts = [evaluate_cut(purchases, catalog_at, cut, config, model_config, train_config) for cut in config.cuts]
+    cuts = []
+    for number, cut in enumerate(config.cuts, 1):
+        cuts.append(evaluate_cut(purchases, catalog_at, cut, config, model_config, train_config))
+        done = cuts[-1]
+        progress(f"cut {done['cut']} ({number}/{len(config.cuts)}) in {done['seconds']:.0f} s: "
+                 + ", ".join(f"{name} {r['ratio']:.3f}x {r['baseline']}" for name, r in done["ratios"].items()))
     ratio_names = sorted({name for c in cuts for name in c["ratios"]})
     means = {
         "ratios": {name: round(float(np.mean([c["ratios"][name]["ratio"] for c in cuts if name in c["ratios"]])), 4) for name in ratio_names},

@@ -5,21 +5,22 @@ import math
 import numpy as np
 import pytest
 
-from rec_pipeline.metrics import evaluate, recall_curve, top_k
+from rec_pipeline.metrics import evaluate, recall_curve, tie_orders, top_k
 
 
-def reference_ranking(scores: np.ndarray, candidates: np.ndarray) -> list[int]:
-    """Candidates by score, highest first, ties by lower item index."""
-    return sorted(np.flatnonzero(candidates).tolist(), key=lambda i: (-float(scores[i]), i))
+def reference_ranking(scores: np.ndarray, candidates: np.ndarray, order: np.ndarray) -> list[int]:
+    """Candidates by score, highest first, ties in the user's tie order."""
+    place = {int(item): rank for rank, item in enumerate(order)}
+    return sorted(np.flatnonzero(candidates).tolist(), key=lambda i: (-float(scores[i]), place[i]))
 
 
 def reference_metrics(scores, candidates, targets, k) -> dict[str, float]:
     rows = []
-    for s, c, t in zip(scores, candidates, targets):
-        t = set(int(x) for x in t)
-        if not t:
-            continue
-        ranking = reference_ranking(s, c)
+    kept = [u for u, t in enumerate(targets) if len(t)]  # evaluate ranks the users with a target, in order
+    orders = tie_orders(len(kept), scores.shape[1])
+    for row, u in enumerate(kept):
+        s, c, t = scores[u], candidates[u], set(int(x) for x in targets[u])
+        ranking = reference_ranking(s, c, orders[row])
         top = ranking[:k]
         hits = [item in t for item in top]
         dcg = sum(1 / math.log2(rank + 2) for rank, hit in enumerate(hits) if hit)
@@ -90,3 +91,16 @@ def test_an_ndcg_that_other_libraries_got_wrong():
     means, _ = evaluate(scores, np.ones_like(scores, dtype=bool), [np.array([1, 3, 4])], ks=(2,))
     assert means["ndcg@2"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
     assert means["recall@2"] == pytest.approx(1 / 3)
+
+
+def test_a_model_that_cannot_tell_items_apart_scores_like_a_random_one():
+    """Constant scores: ties decide everything, and they must not favour low item indices (targets here are the
+    lowest ones, where an index tie-break would put them first)."""
+    rng = np.random.default_rng(0)
+    users, items = 2000, 100
+    targets = [np.array([rng.integers(10)]) for _ in range(users)]
+    candidates = np.ones((users, items), dtype=bool)
+    means, _ = evaluate(np.zeros((users, items)), candidates, targets, ks=(20,))
+    assert 0.18 < means["recall@20"] < 0.22  # 20 of 100 items: 0.2 expected
+    orders = tie_orders(3, items)
+    assert all(sorted(o) == list(range(items)) for o in orders) and len({tuple(o) for o in orders}) == 3

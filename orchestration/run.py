@@ -161,9 +161,12 @@ def _print_summary(result, elapsed: float) -> None:
                     f"dense {meta['search_dense_ndcg@10']:.4f}, rrf {meta['search_rrf_ndcg@10']:.4f} "
                     f"({meta.get('search_search_ranker_over_best_baseline_ndcg@10', float('nan')):.2f}x the best)"
                 )
+            ratios = "; ".join(
+                f"{name} {meta[f'ratio_{name}']:.2f}x {meta[f'ratio_{name}_baseline']}"
+                for name in ("warm_ndcg@20", "cold_recall@20") if f"ratio_{name}" in meta
+            )
             print(
-                f"  {key:<18} test NDCG@20 ranker {meta['ranker_ndcg@20']:.4f} vs ALS {meta['als_ndcg@20']:.4f}; cold Recall@20 "
-                f"ranker {meta.get('ranker_cold_recall@20', float('nan')):.4f} vs content-kNN {meta.get('content_knn_cold_recall@20', float('nan')):.4f}; "
+                f"  {key:<18} test NDCG@20 ranker {meta['ranker_ndcg@20']:.4f}; over the best baseline of each segment: {ratios}; "
                 f"{meta['test_users']:,} test users\n  {'':<18} gate: {meta['gate_reason']}\n  {'':<18} report: {meta['report']}"
             )
             if meta.get("segments_with_too_few_users"):

@@ -104,6 +104,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.weeks is not None and args.weeks < 1:
         print(f"error: --weeks must be at least 1 (got {args.weeks})", file=sys.stderr)
         return 2
+    if not 0 <= args.finetune_top_layers <= 6:
+        print(f"error: --finetune-top-layers must be 0 to 6, the encoder's layers (got {args.finetune_top_layers})", file=sys.stderr)
+        return 2
     online_retail = args.online_retail or shared_copy(_project_root())
     try:
         dataset = load_dataset(args.data, args.data_dir, online_retail, args.threads, args.quantization)
@@ -112,12 +115,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     config = ProtocolConfig(cuts=cuts, validation_weeks=args.validation_weeks or setup.validation_weeks, test_weeks=args.weeks,
                             seed=args.seed, threads=args.threads)
+    finetune = None
+    if args.finetune_top_layers:
+        from functools import partial
+
+        from rec_pipeline.finetune import FinetuneConfig
+
+        finetune = partial(dataset.finetuned_vectors, FinetuneConfig(top_layers=args.finetune_top_layers, seed=args.seed))
     try:
-        result = rolling_origin(dataset.positives, dataset.catalog_at, config, progress=lambda line: print(line, file=sys.stderr, flush=True))
+        result = rolling_origin(dataset.positives, dataset.catalog_at, config, progress=lambda line: print(line, file=sys.stderr, flush=True),
+                                finetune=finetune)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report = {"dataset": args.data, "positive_events": list(setup.positive_events), "quantization": args.quantization, **result}
+    report = {"dataset": args.data, "positive_events": list(setup.positive_events), "quantization": args.quantization,
+              "finetune_top_layers": args.finetune_top_layers, **result}
     if args.json:
         print(json.dumps(report))
         return 0
@@ -269,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--cuts", help="comma-separated ISO dates: the protocol at each (rolling origin); default: the data set's one cut")
     evaluate.add_argument("--weeks", type=int, help="test window after each cut, in weeks (default: to the end of the data)")
     evaluate.add_argument("--quantization", choices=["none", "int8"], default="none", help="the text encoder's: int8 runs its dynamically quantised ONNX export")
+    evaluate.add_argument("--finetune-top-layers", type=int, default=0,
+                          help="fine-tune the encoder's top N layers on the purchases before each cut (rec_pipeline.finetune); 0: the frozen encoder")
     evaluate.add_argument("--validation-weeks", type=int, help="tuning window before each cut, in weeks (default: the data set's, 4 on Online Retail)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON line")
     evaluate.add_argument("--threads", type=int, default=0, help="CPU threads (0: every core)")

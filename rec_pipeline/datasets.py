@@ -33,6 +33,8 @@ class Dataset:
     catalog_rows: Callable[[pd.Timestamp], pd.DataFrame]  # raw catalog rows as of a cut
     rules: list  # the source's own catalog rules, applied with the canonical ones
     embed: Callable[[pd.DataFrame], pd.DataFrame]  # valid catalog -> vectors indexed by item_id
+    encoder_config: object = None  # the EncoderConfig `embed` runs
+    data_dir: Path = Path("data")
     _seen: dict = field(default_factory=dict)
 
     def catalog_at(self, cut: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -44,6 +46,17 @@ class Dataset:
             self._seen[cut] = catalog, self.embed(catalog)
         return self._seen[cut]
 
+    def finetuned_vectors(self, config, purchases: pd.DataFrame, catalog: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        """`catalog`'s text vectors from the encoder with its top fine-tuned (`FinetuneConfig` `config`) on
+        `purchases`, and what the fine-tuning recorded."""
+        from dataclasses import replace
+
+        from rec_pipeline.finetune import finetune_record, finetuned_encoder
+
+        folder = finetuned_encoder(purchases, catalog, self.data_dir / "models", replace(config, threads=self.encoder_config.threads),
+                                   self.encoder_config)
+        return embedder(replace(self.encoder_config, model=str(folder)), self.data_dir)(catalog), finetune_record(folder)
+
 
 def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 0, quantization: str = "none") -> Dataset:
     """The data set `name`. The default data are generated into `data_dir`/raw when absent; text vectors come from
@@ -53,8 +66,7 @@ def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 
     (`catalog_as_of`). The generated data list every item with its attributes and launch date, so their catalog is
     the same at every cut.
     """
-    from rec_pipeline.embeddings import EmbeddingCache, embed_items
-    from rec_pipeline.encoders import EncoderConfig, TextEncoder
+    from rec_pipeline.encoders import EncoderConfig
     from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
 
     if name == "online-retail":
@@ -80,7 +92,17 @@ def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 
     events = validate_events(event_rows.frame, catalog["item_id"], settings, event_rows.rules).valid
     positives = events.loc[events["event_type"].isin(DATASETS[name].positive_events), ["user_id", "item_id", "ts"]]
 
-    encoder = TextEncoder(EncoderConfig(threads=threads, quantization=quantization), onnx_dir=Path(data_dir) / "models")
+    encoder_config = EncoderConfig(threads=threads, quantization=quantization)
+    return Dataset(positives.reset_index(drop=True), rows_at, rules, embedder(encoder_config, data_dir), encoder_config, Path(data_dir))
+
+
+def embedder(encoder_config, data_dir: Path) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """valid catalog -> its text vectors by item_id, from `encoder_config`'s model through the per-fingerprint cache
+    under `data_dir` that the `item_embeddings` asset uses (the ONNX export beside the other models)."""
+    from rec_pipeline.embeddings import EmbeddingCache, embed_items
+    from rec_pipeline.encoders import TextEncoder
+
+    encoder = TextEncoder(encoder_config, onnx_dir=Path(data_dir) / "models")
     cache = EmbeddingCache(Path(data_dir) / "embeddings" / "cache" / f"{encoder.fingerprint}.parquet", encoder.dim)
 
     def embed(valid_catalog: pd.DataFrame) -> pd.DataFrame:
@@ -89,4 +111,4 @@ def load_dataset(name: str, data_dir: Path, online_retail: Path, threads: int = 
             cache.save()
         return pd.DataFrame(embedded.vectors, index=embedded.item_ids)
 
-    return Dataset(positives.reset_index(drop=True), rows_at, rules, embed)
+    return embed

@@ -30,6 +30,8 @@ from rec_pipeline.ranker.train import TrainConfig, TrainResult, ranker_validatio
 REPORTED = ("ndcg@20", "recall@20", "hitrate@20", "mrr")
 
 CatalogAt = Callable[[pd.Timestamp], tuple[pd.DataFrame, pd.DataFrame]]  # cut -> (catalog, vectors by item_id)
+# (purchases before a cut, catalog at it) -> (vectors by item_id from an encoder fine-tuned on them, its record)
+Finetune = Callable[[pd.DataFrame, pd.DataFrame], tuple[pd.DataFrame, dict]]
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,12 @@ def _utc(value) -> pd.Timestamp:
 def evaluate_cut(
     purchases: pd.DataFrame, catalog_at: CatalogAt, cut, config: ProtocolConfig,
     model_config: RankerConfig = RankerConfig(n_items=0), train_config: TrainConfig = TrainConfig(),
+    finetune: Finetune | None = None,
 ) -> dict:
     """The protocol at one cut. `purchases` (user_id, item_id, ts); `catalog_at(t)` the catalog (item_id, first_seen,
-    ...) as known at t and its text vectors indexed by item_id."""
+    ...) as known at t and its text vectors indexed by item_id. With `finetune`, the ranker and content-kNN take their
+    text vectors from the encoder fine-tuned on what was bought before the validation start (tuning) and before the
+    cut (final)."""
     started = time.perf_counter()
     train_config = replace(train_config, seed=config.seed, threads=config.threads)
     cut = _utc(cut)
@@ -81,6 +86,9 @@ def evaluate_cut(
     tune_catalog, tune_vectors = catalog_at(validation_start)
     validation = temporal_split(purchases, validation_start, end=cut, catalog=tune_catalog)
     before_validation = purchases[purchases["ts"] < validation_start]
+    encoders = {}
+    if finetune:
+        tune_vectors, encoders["tuning"] = finetune(before_validation, tune_catalog)
     tuning = train_ranker(
         before_validation, validation.item_ids, tune_vectors, tune_catalog, model_config, train_config,
         validation=ranker_validation(validation, before_validation, cut, model_config.history),
@@ -90,6 +98,8 @@ def evaluate_cut(
     catalog, vectors = catalog_at(cut)
     split = temporal_split(purchases, cut, end=end, catalog=catalog)
     before = purchases[purchases["ts"] < cut]
+    if finetune:
+        vectors, encoders["final"] = finetune(before, catalog)
     final: TrainResult = train_ranker(before, split.item_ids, vectors, catalog, model_config, train_config, epochs=tuning.best_epoch)
     scores = {"ranker": score(final.model, split_histories(split, before, model_config.history), window_season(cut, end))}
     trained_at = time.perf_counter()
@@ -118,6 +128,7 @@ def evaluate_cut(
         },
         "chosen_on_validation": {**chosen, "ranker_epochs": tuning.best_epoch,
                                  "ranker_validation_ndcg@20": round(max(e["val_ndcg@20"] for e in tuning.epochs), 4)},
+        **({"finetuned_encoder": encoders} if encoders else {}),
         "ranker_training": {"examples": final.examples, "examples_per_s": round(final.examples_per_s),
                             "tuning_seconds": round(tuned_at - started, 1), "final_fit_seconds": round(trained_at - tuned_at, 1)},
         "seconds": round(time.perf_counter() - started, 1),
@@ -127,7 +138,7 @@ def evaluate_cut(
 def rolling_origin(
     purchases: pd.DataFrame, catalog_at: CatalogAt, config: ProtocolConfig,
     model_config: RankerConfig = RankerConfig(n_items=0), train_config: TrainConfig = TrainConfig(),
-    progress: Callable[[str], None] = lambda line: None,
+    progress: Callable[[str], None] = lambda line: None, finetune: Finetune | None = None,
 ) -> dict:
     """`evaluate_cut` at every cut of `config`, then the mean of each ratio and of each model's figures over them.
     `progress` hears one line per cut as it ends."""
@@ -135,7 +146,7 @@ def rolling_origin(
         raise ValueError("give at least one cut")
     cuts = []
     for number, cut in enumerate(config.cuts, 1):
-        cuts.append(evaluate_cut(purchases, catalog_at, cut, config, model_config, train_config))
+        cuts.append(evaluate_cut(purchases, catalog_at, cut, config, model_config, train_config, finetune))
         done = cuts[-1]
         progress(f"cut {done['cut']} ({number}/{len(config.cuts)}) in {done['seconds']:.0f} s: "
                  + ", ".join(f"{name} {r['ratio']:.3f}x {r['baseline']}" for name, r in done["ratios"].items()))

@@ -1,6 +1,8 @@
-"""`item_embeddings`: one L2-normalised vector per validated catalog item, from a transformer over the item's text."""
+"""`item_embeddings`: one L2-normalised vector per validated catalog item, from a transformer over the item's text,
+optionally with its top layers fine-tuned on what customers bought together (`finetune.top_layers`)."""
 
 import hashlib
+from dataclasses import replace
 
 import dagster as dg
 import pandas as pd
@@ -8,19 +10,26 @@ import pandas as pd
 from assets.config import from_dataclasses
 from assets.gpu import GPU_POOL, gpu_op_tags
 from assets.resources import ComputeDevice, ProjectStore
+from assets.splits import training_splits
 from assets.validation import validated_catalog
 from rec_pipeline.embeddings import ENCODER_SETTINGS_FILE, EmbeddingCache, ItemTextConfig, embed_items, write_encoder_settings, write_vectors
 from rec_pipeline.encoders import EncoderConfig, TextEncoder
+from rec_pipeline.finetune import FinetuneConfig, finetune_record, finetuned_encoder
 from rec_pipeline.settings import from_settings
 
+FinetuneSettings = from_dataclasses("FinetuneSettings", FinetuneConfig, exclude=("threads",))
 
-# The encoder's and the item text's settings; device and threads come from the `compute` resource.
-EmbeddingConfig = from_dataclasses("EmbeddingConfig", EncoderConfig, ItemTextConfig, exclude=("device", "threads"))
+
+class EmbeddingConfig(from_dataclasses("EncoderSettings", EncoderConfig, ItemTextConfig, exclude=("device", "threads"))):
+    """The encoder's and the item text's settings (device and threads come from the `compute` resource), and the
+    fine-tuning of the encoder's top: off at top_layers 0, the default (README, "Fine-tuning the encoder's top")."""
+
+    finetune: FinetuneSettings = FinetuneSettings()
 
 
 @dg.asset(
     group_name="embeddings",
-    deps=[validated_catalog],
+    deps=[validated_catalog, training_splits],
     pool=GPU_POOL,
     op_tags=gpu_op_tags(),
     kinds={"pytorch", "onnx", "parquet"},
@@ -28,16 +37,30 @@ EmbeddingConfig = from_dataclasses("EmbeddingConfig", EncoderConfig, ItemTextCon
 def item_embeddings(
     context: dg.AssetExecutionContext, config: EmbeddingConfig, store: ProjectStore, compute: ComputeDevice
 ) -> dg.MaterializeResult:
-    """Text vectors for every item, cold-start ones included: only items whose text is new to this model are encoded."""
-    encoder = TextEncoder(from_settings(EncoderConfig, config, device=compute.device, threads=compute.threads), onnx_dir=store.data_path("models"))
+    """Text vectors for every item, cold-start ones included: only items whose text is new to this model are encoded.
+
+    With `finetune.top_layers` > 0, the encoder is first fine-tuned on the positive interactions before the test
+    start (train and validation, what the shipped ranker is refit on), once per (model, settings, texts, pairs), and
+    that model encodes the catalog and, through text_encoder.json, the service's new items."""
     catalog = pd.read_parquet(store.validated_path("catalog"))
+    encoder_config = from_settings(EncoderConfig, config)
+    finetuned = None
+    if config.finetune.top_layers:
+        interactions = pd.read_parquet(store.data_path("splits", "interactions.parquet"), columns=["user_id", "item_id", "ts", "split"])
+        before_test = interactions.loc[interactions["split"] != "test", ["user_id", "item_id", "ts"]]
+        settings = from_settings(FinetuneConfig, config.finetune, threads=compute.threads)
+        folder = finetuned_encoder(before_test, catalog, store.data_path("models"), settings, replace(encoder_config, device=compute.device, threads=compute.threads),
+                                   from_settings(ItemTextConfig, config))
+        encoder_config, finetuned = replace(encoder_config, model=str(folder)), finetune_record(folder)
+        context.log.info(f"encoder top fine-tuned on {finetuned['pairs']:,} co-purchase pairs: {folder}")
+    encoder = TextEncoder(replace(encoder_config, device=compute.device, threads=compute.threads), onnx_dir=store.data_path("models"))
     cache = EmbeddingCache(store.data_path("embeddings", "cache", f"{encoder.fingerprint}.parquet"), encoder.dim)
     run = embed_items(catalog, encoder, cache, from_settings(ItemTextConfig, config))
     if run.encoded_now:
         cache.save()
     path = write_vectors(store.data_path("embeddings", "item_embeddings.parquet"), {"item_id": run.item_ids, "text_hash": run.text_hashes}, run.vectors)
     # How an item's text becomes its vector, for whoever encodes a new item later (the service, through ranker_onnx).
-    write_encoder_settings(store.data_path("embeddings", ENCODER_SETTINGS_FILE), from_settings(EncoderConfig, config), from_settings(ItemTextConfig, config))
+    write_encoder_settings(store.data_path("embeddings", ENCODER_SETTINGS_FILE), encoder_config, from_settings(ItemTextConfig, config))
 
     # The vectors follow from the encoder's fingerprint (weights, tokenizer, pooling, ...) and the item texts.
     version = hashlib.sha256(encoder.fingerprint.encode())
@@ -47,11 +70,13 @@ def item_embeddings(
     device = compute.describe()
     context.log.info(
         f"{len(run.item_ids):,} items: {run.encoded_now:,} encoded, {run.reused:,} reused, "
-        f"with {config.model} ({described['backend']} on {device})"
+        f"with {encoder_config.model} ({described['backend']} on {device})"
     )
     return dg.MaterializeResult(
         metadata={
             "model": config.model,
+            "finetuned_top_layers": config.finetune.top_layers,
+            **({"finetune": dg.MetadataValue.json(finetuned)} if finetuned else {}),
             "weights_sha256": described["weights_sha256"],
             "encoder_fingerprint": encoder.fingerprint,
             "backend": described["backend"],

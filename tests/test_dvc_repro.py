@@ -51,7 +51,9 @@ def test_dvc_repro_reruns_only_what_a_changed_raw_file_feeds(tmp_path):
     day = sorted((root / "data/raw/events").iterdir())[3]
     rows = [json.loads(line) for line in day.read_text().splitlines()][:-5]
     day.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert repro(root) == ALL_STAGES - {"item_embeddings"}
+    # item_embeddings reruns (it reads the splits, to fine-tune the encoder's top when asked), encodes nothing, and
+    # keeps its outputs' hashes, so nothing downstream reruns for it.
+    assert repro(root) == ALL_STAGES
 
     after = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     events_dep = {d["path"]: d["md5"] for d in after["validated_data"]["deps"]}["data/raw/events"]

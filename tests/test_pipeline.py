@@ -338,6 +338,19 @@ def test_rematerialising_unchanged_data_keeps_its_data_version(project, instance
     assert (embedded["items_total"], embedded["encoded_now"], embedded["reused"]) == (303, 3, 300)
     assert data_version_of(third, "item_embeddings") != data_version_of(second, "item_embeddings") == data_version_of(first, "item_embeddings")
 
+    # The encoder's top fine-tuned on the interactions before the test start: a model folder of its own, behind the
+    # ONNX parity gate, that encodes the catalog and is what text_encoder.json (the service's encoder) names.
+    finetune = {"ops": {"item_embeddings": {"config": {"finetune": {"top_layers": 1, "steps": 4, "batch_pairs": 16}}}}}
+    tuned = run_main(root, instance, dg.AssetSelection.assets("item_embeddings"), run_config=finetune)
+    assert tuned.success
+    meta = metadata_of(tuned, "item_embeddings")
+    assert meta["finetuned_top_layers"] == 1 and meta["finetune"]["pairs"] > 100 and meta["encoded_now"] == 303
+    assert meta["weights_sha256"] != metadata_of(third, "item_embeddings")["weights_sha256"] and meta["onnx_parity_max_abs_diff"] <= 1e-4
+    settings = json.loads((root / "data" / "embeddings" / "text_encoder.json").read_text())
+    folder = Path(settings["encoder"]["model"])
+    assert folder.parent == root / "data" / "models" / "finetuned" and (folder / "model.safetensors").exists()
+    assert data_version_of(tuned, "item_embeddings") != data_version_of(third, "item_embeddings")
+
 
 def test_too_many_quarantined_rows_block_everything_downstream(project, instance):
     root, _ = project
@@ -409,7 +422,7 @@ def test_dagster_definitions_validate_lists_the_assets_and_blocking_checks(tmp_p
     assert "validated_catalog  <- item_catalog  checks: great_expectations (blocking), quarantine_share (blocking)" in listing
     assert "validated_events  <- raw_events, validated_catalog  checks: great_expectations (blocking), quarantine_share (blocking)" in listing
     assert "raw_events  <- -" in listing and "item_catalog  <- -" in listing
-    assert "item_embeddings  <- validated_catalog  pool: gpu" in listing
+    assert "item_embeddings  <- training_splits, validated_catalog  pool: gpu" in listing
     assert "ranker  <- item_embeddings, training_splits, validated_catalog  pool: gpu" in listing
 
 

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # The environment: a venv with the project installed (editable) and its test tools; rebuilt when pyproject.toml changes.
 $(BIN)/rec-pipeline: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
 demo: $(BIN)/rec-pipeline

@@ -91,7 +91,7 @@ def _register(context, mlflow_tracking, store, folder: Path, ranker_dir: Path, r
         info = mlflow.onnx.log_model(
             onnx.load(str(folder / export.ONNX_FILE)), name="ranker_onnx", signature=signature, input_example=example,
             registered_model_name=name, onnx_execution_providers=["CPUExecutionProvider"], save_as_external_data=False,
-            extra_files=[str(p) for p in extra], tags=tags,
+            pip_requirements=mlflow_tracking.onnx_requirements(), extra_files=[str(p) for p in extra], tags=tags,
         )
         run_id = run.info.run_id
     client = mlflow.MlflowClient()

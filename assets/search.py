@@ -138,7 +138,7 @@ def _register(context, mlflow_tracking: MlflowTracking, store: ProjectStore, fol
         info = mlflow.onnx.log_model(
             onnx.load(str(folder / ONNX_FILE)), name="search_ranker", signature=signature, registered_model_name=SEARCH_MODEL,
             onnx_execution_providers=["CPUExecutionProvider"], save_as_external_data=False,
-            extra_files=[str(folder / MODEL_FILE), str(folder / SETTINGS_FILE)],
+            pip_requirements=mlflow_tracking.onnx_requirements(), extra_files=[str(folder / MODEL_FILE), str(folder / SETTINGS_FILE)],
         )
         run_id = run.info.run_id
     version = int(info.registered_model_version)

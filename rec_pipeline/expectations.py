@@ -14,11 +14,6 @@ import pandas as pd
 
 from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES, PROVENANCE_COLUMNS
 
-# GE reports usage statistics unless told not to; runs are offline.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-import great_expectations as gx  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 
 @dataclass
@@ -42,14 +37,27 @@ class SuiteOutcome:
 
 
 @lru_cache(maxsize=1)
+def _gx():
+    """Great Expectations, imported on first use: the import alone takes about 5 s, and every Dagster process loads
+    these checks' definitions, most of them (a DVC stage, a step of another asset) without running one."""
+    # GE reports usage statistics unless told not to; runs are offline.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations
+
+    return great_expectations
+
+
+@lru_cache(maxsize=1)
 def _context():
-    context = gx.get_context(mode="ephemeral")
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = _gx().get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
 
 
 def events_suite(catalog_item_ids: pd.Series, earliest: pd.Timestamp, latest: pd.Timestamp) -> list:
-    E = gx.expectations
+    E = _gx().expectations
     return [
         E.ExpectTableColumnsToMatchSet(column_set=[*EVENT_COLUMNS, *PROVENANCE_COLUMNS], exact_match=True),
         E.ExpectTableRowCountToBeBetween(min_value=1),
@@ -72,7 +80,7 @@ def events_suite(catalog_item_ids: pd.Series, earliest: pd.Timestamp, latest: pd
 
 
 def catalog_suite(max_title_chars: int) -> list:
-    E = gx.expectations
+    E = _gx().expectations
     return [
         E.ExpectTableColumnsToMatchSet(column_set=[*CATALOG_COLUMNS, *PROVENANCE_COLUMNS], exact_match=True),
         E.ExpectTableRowCountToBeBetween(min_value=1),
@@ -99,7 +107,7 @@ def run_suite(frame: pd.DataFrame, name: str, expectations: list) -> SuiteOutcom
     except LookupError:
         asset = source.add_dataframe_asset(name)
     batch_definition = next((b for b in asset.batch_definitions if b.name == "whole"), None) or asset.add_batch_definition_whole_dataframe("whole")
-    suite = gx.ExpectationSuite(name=f"{name}_{len(expectations)}")
+    suite = _gx().ExpectationSuite(name=f"{name}_{len(expectations)}")
     for expectation in expectations:
         suite.add_expectation(expectation)
     result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(suite)

@@ -14,20 +14,7 @@ import yaml
 
 from orchestration.run import main as demo
 from rec_pipeline.generate import GeneratorConfig, generate
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def copy_of_repo(root: Path) -> Path:
-    """The repository's tracked files in `root`, a git repository of its own, without the default data's pointers."""
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for name in tracked:
-        if not name.startswith("data/raw/"):
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_bytes((REPO / name).read_bytes())
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root
-
+from tests.test_dvc_repro import copy_of_repo
 
 def nineties_shop(folder: Path) -> dict:
     """A canonical data set whose events run from 1997 to 1998, with a thin tail: its last ten days hold 5% of what
@@ -49,8 +36,8 @@ def nineties_shop(folder: Path) -> dict:
     return {"events": len(events), "first": ts.min(), "last": ts.max()}
 
 
-def test_a_1990s_data_set_runs_with_only_the_config_file_and_the_report_warns_on_small_segments(tmp_path):
-    root = copy_of_repo(tmp_path / "repo")
+def test_a_1990s_data_set_runs_with_only_the_config_file_and_the_report_warns_on_small_segments(tmp_path, seed_encoder):
+    root = copy_of_repo(tmp_path / "repo", seed_encoder)
     shop = nineties_shop(root)
     config = root / "ratings.yaml"
     config.write_text(yaml.safe_dump({

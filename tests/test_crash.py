@@ -11,7 +11,7 @@ import pytest
 
 from rec_pipeline.ranker.model import load_ranker
 from rec_pipeline.storage import atomic_folder
-from tests.test_pipeline import REPO, instance, project, run_main  # noqa: F401 (fixtures)
+from tests.test_pipeline import REPO, instance, new_project, project, run_main  # noqa: F401 (fixtures)
 
 
 def test_an_interrupted_folder_write_keeps_the_old_folder(tmp_path):

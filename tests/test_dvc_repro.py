@@ -26,22 +26,28 @@ def repro(root: Path) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", done.stdout))
 
 
-def small_copy_of_repo(root: Path) -> Path:
-    """The repository's tracked files in `root`, a git repository of its own, with the small generated data set in
-    place of the default data's DVC pointers."""
+def copy_of_repo(root: Path, seed_encoder) -> Path:
+    """The repository's tracked files in `root`, a git repository of its own, without the default data's DVC
+    pointers, holding the checked encoder export (tests/conftest.py)."""
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in tracked:
-        if name.startswith("data/raw/"):
-            continue
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes((REPO / name).read_bytes())
+        if not name.startswith("data/raw/"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes((REPO / name).read_bytes())
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    seed_encoder(root / "data" / "models")
+    return root
+
+
+def small_copy_of_repo(root: Path, seed_encoder) -> Path:
+    """`copy_of_repo` with the small generated data set in place of the default data."""
+    copy_of_repo(root, seed_encoder)
     generate(root / "data" / "raw", GeneratorConfig.small())
     return root
 
 
-def test_dvc_repro_reruns_only_what_a_changed_raw_file_feeds(tmp_path):
-    root = small_copy_of_repo(tmp_path / "repo")
+def test_dvc_repro_reruns_only_what_a_changed_raw_file_feeds(tmp_path, seed_encoder):
+    root = small_copy_of_repo(tmp_path / "repo", seed_encoder)
 
     assert repro(root) == ALL_STAGES
     lock = yaml.safe_load((root / "dvc.lock").read_text())

@@ -151,7 +151,7 @@ def test_bm25_weighting_is_implicits_recipe_with_items_as_documents():
 
 
 @pytest.fixture(scope="module")
-def online_retail_split(online_retail_path, tmp_path_factory):
+def online_retail_split(online_retail_path, tmp_path_factory, seed_encoder):
     from rec_pipeline.embeddings import EmbeddingCache, embed_items
     from rec_pipeline.encoders import EncoderConfig, TextEncoder
     from rec_pipeline.sources.online_retail import load_online_retail
@@ -163,6 +163,7 @@ def online_retail_split(online_retail_path, tmp_path_factory):
     valid_events = validate_events(events.frame, valid_catalog["item_id"], settings, events.rules).valid
     bought = valid_events[valid_events["event_type"] == "purchase"][["user_id", "item_id", "ts"]]
     folder = tmp_path_factory.mktemp("embeddings")
+    seed_encoder(folder)
     encoder = TextEncoder(EncoderConfig(threads=2), onnx_dir=folder)
     run = embed_items(valid_catalog, encoder, EmbeddingCache(folder / "cache.parquet", encoder.dim))
     vectors = pd.DataFrame(run.vectors, index=run.item_ids)

@@ -43,12 +43,20 @@ def instance(tmp_path):
 
 
 @pytest.fixture
-def project(tmp_path):
+def new_project(tmp_path) -> tuple[Path, dict]:
     """A project folder that is a DVC repository with a local remote, holding the small generated data set."""
     root = tmp_path / "project"
     root.mkdir()
     init_dvc_repo(root, tmp_path / "dvc_remote")
     summary = generate(root / "data" / "raw", GeneratorConfig.small())
+    return root, summary
+
+
+@pytest.fixture
+def project(new_project, seed_encoder):
+    """A new project holding the checked encoder export (tests/conftest.py): its run loads the export, not makes it."""
+    root, summary = new_project
+    seed_encoder(root / "data" / "models")
     return root, summary
 
 
@@ -70,8 +78,8 @@ def data_version_of(result: dg.ExecuteInProcessResult, asset: str) -> str:
     return event.materialization.tags["dagster/data_version"]
 
 
-def test_main_job_materialises_every_asset_with_accounted_rows(project, instance, monkeypatch, capsys):
-    root, summary = project
+def test_main_job_materialises_every_asset_with_accounted_rows(new_project, instance, monkeypatch, capsys):
+    root, summary = new_project  # nothing exported yet: this run exports the encoder and checks it against PyTorch
     monkeypatch.delenv("REC_PIPELINE_SALT", raising=False)
     result = run_main(root, instance)
     assert result.success
@@ -113,6 +121,8 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     assert embeddings["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert (embeddings["items_total"], embeddings["encoded_now"], embeddings["reused"]) == (summary["items"], summary["items"], 0)
     assert embeddings["backend"] == "onnx" and embeddings["device"] == "cpu (no CUDA device visible)"
+    assert embeddings["onnx_parity_max_abs_diff"] <= 1e-4  # exported in this run, and checked against PyTorch
+    assert (root / "data" / "models" / f"encoder-{embeddings['encoder_fingerprint']}.parity.json").is_file()
     keys, vectors = read_vectors(root / "data" / "embeddings" / "item_embeddings.parquet")
     assert vectors.shape == (summary["items"], 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert sorted(keys["item_id"]) == sorted(pd.read_parquet(root / "data/validated/catalog.parquet")["item_id"])
@@ -171,6 +181,12 @@ def test_main_job_materialises_every_asset_with_accounted_rows(project, instance
     downloaded = Path(mlflow.artifacts.download_artifacts(exported["model_uri"], tracking_uri=f"sqlite:///{root / 'mlflow.db'}"))
     mlmodel = (downloaded / "MLmodel").read_text()
     assert "onnx:" in mlmodel and "signature:" in mlmodel and (downloaded / "input_example.json").exists()
+    # What `mlflow models serve` installs for it: what serving an ONNX model imports, at the installed versions.
+    import onnx
+    import onnxruntime
+
+    assert sorted((downloaded / "requirements.txt").read_text().split()) == [
+        f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}", f"onnx=={onnx.__version__}", f"onnxruntime=={onnxruntime.__version__}"]
     assert (downloaded / "extra_files" / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
     assert metadata_of(result, "ranker_tensorrt")["status"].startswith("not built: no GPU/TensorRT")
 
@@ -271,7 +287,7 @@ def test_recommend_serves_the_registered_model_and_a_broken_export_blocks_downst
     items = answer["history"][:2]
     assert cli(["recommend", "--items", ",".join(items), *where]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith(f"Top 10 for a new user with 2 items, from models:/rec_pipeline_ranker/1") and len(printed.splitlines()) == 11
+    assert printed.startswith("Top 10 for a new user with 2 items, from models:/rec_pipeline_ranker/1") and len(printed.splitlines()) == 11
     # Clear errors, exit code 2.
     for args, message in (
         (["--user", "no-such-user", *where], "unknown user 'no-such-user'"),
@@ -375,8 +391,9 @@ def test_too_many_quarantined_rows_block_everything_downstream(project, instance
     assert "empty_title" in sample and "catalog.jsonl" in sample and "title is empty" in sample
 
 
-def test_online_retail_through_dagster_counts_each_quirk(online_retail_path, tmp_path, instance):
+def test_online_retail_through_dagster_counts_each_quirk(online_retail_path, tmp_path, instance, seed_encoder):
     root = tmp_path / "project"
+    seed_encoder(root / "data" / "models")
     landed = root / "data" / "raw" / "online_retail" / online_retail_path.name
     landed.parent.mkdir(parents=True)
     shutil.copyfile(online_retail_path, landed)

@@ -7,7 +7,7 @@ import mlflow
 
 from orchestration.definitions import build_definitions, default_resources
 from rec_pipeline.generate import GeneratorConfig, append_day
-from tests.test_pipeline import instance, metadata_of, project, run_main  # noqa: F401 (fixtures)
+from tests.test_pipeline import instance, metadata_of, new_project, project, run_main  # noqa: F401 (fixtures)
 
 
 def tick(definitions: dg.Definitions, instance: dg.DagsterInstance, root, cursor: str | None):

@@ -33,13 +33,14 @@ REQUIRE = "REC_PIPELINE_REQUIRE_SERVICES"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, seed_encoder):
     """A project the main job materialised on the small generated data: a registered model, splits, a catalog."""
     base = tmp_path_factory.mktemp("service")
     root = base / "project"
     root.mkdir()
     init_dvc_repo(root, base / "dvc_remote")
     generate(root / "data" / "raw", GeneratorConfig.small())
+    seed_encoder(root / "data" / "models")
     home = root / ".dagster_home"
     home.mkdir()
     shutil.copy(REPO / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")

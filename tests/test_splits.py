@@ -1,6 +1,5 @@
 """Training splits: a global temporal split with no leak from the future, cold items and new users marked right."""
 
-import numpy as np
 import pandas as pd
 import pytest
 

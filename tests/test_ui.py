@@ -55,10 +55,10 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 180) -
 
 
 @pytest.fixture
-def webserver(tmp_path, monkeypatch):
+def webserver(tmp_path, monkeypatch, seed_encoder):
     """dagster-webserver on a free loopback port, serving a copy of the project from its own workspace.yaml."""
     require_browser()
-    root = small_copy_of_repo(tmp_path / "repo")
+    root = small_copy_of_repo(tmp_path / "repo", seed_encoder)
     home = tmp_path / "dagster_home"
     home.mkdir()
     config = yaml.safe_load((REPO / ".dagster_home" / "dagster.yaml").read_text())

@@ -15,7 +15,6 @@ import pandas as pd
 from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS, EVENT_TYPES, PROVENANCE_COLUMNS
 
 
-
 @dataclass
 class ExpectationOutcome:
     expectation: str

@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real data sets sit beside the repo (`../shared/data`)."""
+"""Shared fixtures: where the real data sets sit beside the repo (`../shared/data`), and a checked encoder export."""
 
 import os
 import shutil

@@ -142,7 +142,7 @@ def test_a_checked_onnx_export_is_reused_and_a_tampered_one_is_refused(tmp_path,
     import onnx
     from onnx import numpy_helper
 
-    seed_encoder(tmp_path)  # an export checked by an earlier process (tests/conftest.py), its parity record beside it
+    seed_encoder(tmp_path)  # an export checked earlier in this test process (tests/conftest.py), its parity record beside it
     first = TextEncoder(EncoderConfig(threads=2), onnx_dir=tmp_path)
     expected = first.encode(TEXTS)
     record = json.loads(first.onnx_path.with_suffix(".parity.json").read_text())

@@ -12,6 +12,7 @@ from assets.gpu import GPU_POOL, gpu_op_tags
 from assets.resources import ComputeDevice, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
+from rec_pipeline.engines.layout import read_table
 from rec_pipeline.embeddings import ENCODER_SETTINGS_FILE, EmbeddingCache, ItemTextConfig, embed_items, write_encoder_settings, write_vectors
 from rec_pipeline.encoders import EncoderConfig, TextEncoder
 from rec_pipeline.finetune import FinetuneConfig, finetune_record, finetuned_encoder
@@ -42,7 +43,7 @@ def item_embeddings(
     With `finetune.top_layers` > 0, the encoder is first fine-tuned on the positive interactions before the test
     start (train and validation, what the shipped ranker is refit on), once per (model, settings, texts, pairs), and
     that model encodes the catalog and, through text_encoder.json, the service's new items."""
-    catalog = pd.read_parquet(store.validated_path("catalog"))
+    catalog = read_table(store.validated_path("catalog"))
     encoder_config = from_settings(EncoderConfig, config)
     finetuned = None
     if config.finetune.top_layers:

@@ -13,6 +13,7 @@ from assets.metadata import consumed, markdown_table, mlflow_metric_name
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
+from rec_pipeline.engines.layout import read_table
 from rec_pipeline.embeddings import read_vectors
 from rec_pipeline.evaluation import temporal_split
 from rec_pipeline.protocol import segment_metrics
@@ -53,7 +54,7 @@ def ranker(
     everything before the test start, over the whole catalog, as the evaluation protocol fits its final models.
     """
     interactions = pd.read_parquet(store.data_path("splits", "interactions.parquet"))
-    catalog = pd.read_parquet(store.validated_path("catalog"))
+    catalog = read_table(store.validated_path("catalog"))
     keys, matrix = read_vectors(store.data_path("embeddings", "item_embeddings.parquet"))
     vectors = pd.DataFrame(matrix, index=keys["item_id"])
     summary = json.loads(store.data_path("splits", "summary.json").read_text())

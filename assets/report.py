@@ -15,6 +15,7 @@ from assets.metadata import consumed, mlflow_metric_name
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
+from rec_pipeline.engines.layout import read_table
 from rec_pipeline import report as rp
 from rec_pipeline.embeddings import read_vectors
 from rec_pipeline.storage import file_sha256
@@ -53,7 +54,7 @@ def eval_report(
 
     # The interactions are the positive events, as training_splits defined them for the ranker too.
     interactions = pd.read_parquet(store.data_path("splits", "interactions.parquet"), columns=["user_id", "item_id", "ts"])
-    catalog = pd.read_parquet(store.validated_path("catalog"))
+    catalog = read_table(store.validated_path("catalog"))
     users = pd.read_parquet(store.data_path("splits", "users.parquet"))
     keys, matrix = read_vectors(store.data_path("embeddings", "item_embeddings.parquet"))
     vectors = pd.DataFrame(matrix, index=keys["item_id"])

@@ -15,6 +15,7 @@ from assets.ranker import ranker
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
+from rec_pipeline.engines.layout import read_table
 from rec_pipeline.embeddings import ENCODER_SETTINGS_FILE, item_texts, read_encoder_settings, read_vectors
 from rec_pipeline.search import protocol
 from rec_pipeline.search.features import RetrievalConfig
@@ -34,7 +35,7 @@ SearchRankerSettings = from_dataclasses("SearchRankerSettings", SearchRankerConf
 def search_sessions(context: dg.AssetExecutionContext, store: ProjectStore) -> dg.MaterializeResult:
     """Each search with what its session clicked, carted or bought after it (purchase > cart > click), cut by the
     recommender's temporal split."""
-    events = pd.read_parquet(store.validated_path("events"))
+    events = read_table(store.validated_path("events"))
     summary = json.loads(store.data_path("splits", "summary.json").read_text())
     sessions = make_search_sessions(events, pd.Timestamp(summary["validation_start"]), pd.Timestamp(summary["test_start"]))
     path = store.data_path(*protocol.SESSIONS_FILE)
@@ -52,7 +53,7 @@ def search_sessions(context: dg.AssetExecutionContext, store: ProjectStore) -> d
 @dg.asset(group_name="search", deps=[validated_catalog, item_embeddings], kinds={"tantivy", "faiss"})
 def search_index(context: dg.AssetExecutionContext, config: SearchIndexSettings, store: ProjectStore) -> dg.MaterializeResult:
     """BM25 over the item text (tantivy) and the item vectors in an HNSW graph (faiss), one row per catalog item."""
-    catalog = pd.read_parquet(store.validated_path("catalog")).drop_duplicates("item_id", keep="last")
+    catalog = read_table(store.validated_path("catalog")).drop_duplicates("item_id", keep="last")
     _, text_config = read_encoder_settings(store.data_path("embeddings", ENCODER_SETTINGS_FILE))
     keys, matrix = read_vectors(store.data_path("embeddings", "item_embeddings.parquet"))
     item_ids = sorted(catalog["item_id"].astype(str))

@@ -9,6 +9,7 @@ import pandas as pd
 from assets.config import from_dataclasses
 from assets.resources import ProjectStore
 from assets.validation import validated_catalog, validated_events
+from rec_pipeline.engines.layout import read_table
 from rec_pipeline.splits import SplitConfig, make_splits
 from rec_pipeline.storage import atomic_path, write_parquet
 from rec_pipeline.settings import from_settings
@@ -20,8 +21,8 @@ TrainingSplitsConfig = from_dataclasses("TrainingSplitsConfig", SplitConfig)
 def training_splits(context: dg.AssetExecutionContext, config: TrainingSplitsConfig, store: ProjectStore) -> dg.MaterializeResult:
     """The positive interactions in one global temporal split; items with no train interaction are cold-start items.
     Every consumer (ranker, eval_report, recommend) reads its interactions and the positive events from here."""
-    events = pd.read_parquet(store.validated_path("events"), columns=["user_id", "item_id", "ts", "event_type"])
-    catalog = pd.read_parquet(store.validated_path("catalog"), columns=["item_id"])
+    events = read_table(store.validated_path("events"), columns=["user_id", "item_id", "ts", "event_type"])
+    catalog = read_table(store.validated_path("catalog"), columns=["item_id"])
     splits = make_splits(events, catalog, from_settings(SplitConfig, config))
     folder = store.data_path("splits")
     write_parquet(splits.interactions, folder / "interactions.parquet")

@@ -1,71 +1,94 @@
-"""Validated data: every raw row is either valid (typed, user ids pseudonymised) or quarantined with rule and reason."""
+"""Validated data: every raw row is either valid (typed, user ids pseudonymised) or quarantined with rule and reason,
+on the engine the `engine` resource names (rec_pipeline/engines/)."""
 
 
 import dagster as dg
-import pandas as pd
 
-from assets.ingest import item_catalog, raw_events
+from assets.ingest import EVENT_DAYS, ONE_RUN, item_catalog, raw_events
 from assets.metadata import quarantine_sample, rules_table
-from assets.resources import ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
-from rec_pipeline.privacy import desensitise_queries, pseudonymise
-from rec_pipeline.sources.formats import read_source
-from rec_pipeline.storage import write_parquet
-from rec_pipeline.validation import ValidationResult, validate_catalog, validate_events
+from assets.resources import DataEngine, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
+from rec_pipeline.engines.layout import partitions, raw_files, read_table
+from rec_pipeline.engines.steps import FileOutcome, ValidationJob, ValidationReport
 
 
-def _publish(context: dg.AssetExecutionContext, table: str, result: ValidationResult, store: ProjectStore, stats: dict) -> dg.MaterializeResult:
-    valid_path = write_parquet(result.valid, store.validated_path(table))
-    quarantine_path = write_parquet(result.quarantine, store.quarantine_path(table))
-    assert result.rows_in == result.rows_valid + result.rows_quarantined, "a row was lost in validation"
-    share = result.rows_quarantined / result.rows_in if result.rows_in else 0.0
+def _metadata(outcome: FileOutcome, report: ValidationReport, quarantine) -> dict:
+    share = outcome.rows_quarantined / outcome.rows_in if outcome.rows_in else 0.0
+    return {
+        "rows_in": outcome.rows_in,
+        "rows_valid": outcome.rows_valid,
+        "rows_quarantined": outcome.rows_quarantined,
+        "quarantined_share": share,
+        "quarantined_by_rule": dg.MetadataValue.json({k: v for k, v in outcome.quarantined_by_rule.items() if v}),
+        "failures_by_rule": dg.MetadataValue.json({k: v for k, v in outcome.failures_by_rule.items() if v}),
+        "rules": dg.MetadataValue.md(rules_table(outcome.quarantined_by_rule, outcome.failures_by_rule, report.rule_descriptions)),
+        "quarantine_sample": dg.MetadataValue.md(quarantine_sample(quarantine)),
+        "source_stats": dg.MetadataValue.json(outcome.stats),
+        "dagster/row_count": outcome.rows_valid,
+    }
+
+
+def _log(context: dg.AssetExecutionContext, table: str, outcome: FileOutcome, engine: DataEngine) -> None:
+    share = outcome.rows_quarantined / outcome.rows_in if outcome.rows_in else 0.0
     context.log.info(
-        f"{table}: {result.rows_in:,} rows in, {result.rows_valid:,} valid, {result.rows_quarantined:,} quarantined ({share:.2%})"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "rows_in": result.rows_in,
-            "rows_valid": result.rows_valid,
-            "rows_quarantined": result.rows_quarantined,
-            "quarantined_share": share,
-            "quarantined_by_rule": dg.MetadataValue.json({k: v for k, v in result.quarantined_by_rule.items() if v}),
-            "failures_by_rule": dg.MetadataValue.json({k: v for k, v in result.failures_by_rule.items() if v}),
-            "rules": dg.MetadataValue.md(rules_table(result.quarantined_by_rule, result.failures_by_rule, result.rule_descriptions)),
-            "quarantine_sample": dg.MetadataValue.md(quarantine_sample(result.quarantine)),
-            "source_stats": dg.MetadataValue.json(stats),
-            "path": dg.MetadataValue.path(str(valid_path)),
-            "quarantine_path": dg.MetadataValue.path(str(quarantine_path)),
-            "dagster/row_count": result.rows_valid,
-        }
+        f"{table}: {outcome.rows_in:,} rows in, {outcome.rows_valid:,} valid, {outcome.rows_quarantined:,} quarantined ({share:.2%}) "
+        f"on the {engine.describe()} engine"
     )
 
 
-@dg.asset(group_name="validation", deps=[item_catalog], kinds={"pandas", "parquet"})
+@dg.asset(group_name="validation", deps=[item_catalog], kinds={"pandas", "spark", "parquet"})
 def validated_catalog(
-    context: dg.AssetExecutionContext, store: ProjectStore, source: RawDataSource, policy: ValidationPolicy
+    context: dg.AssetExecutionContext, store: ProjectStore, source: RawDataSource, policy: ValidationPolicy, engine: DataEngine
 ) -> dg.MaterializeResult:
     """Catalog rows that pass every rule, typed; the rest in a quarantine table with rule and reason."""
-    rows = read_source("catalog", store.resolve(source.catalog_path), source.format, source.cache_dir(store))
-    result = validate_catalog(rows.frame, policy.settings(), rows.rules)
-    return _publish(context, "catalog", result, store, rows.stats)
+    folders = store.table_folders("catalog")
+    files = raw_files(store.resolve(source.catalog_path), partitioned=False)
+    job = ValidationJob("catalog", source.format, tuple(files), policy.settings(), folders, cache_dir=str(source.cache_dir(store)))
+    report = engine.engine().validate(job)
+    outcome = report.totals()
+    assert outcome.rows_in == outcome.rows_valid + outcome.rows_quarantined, "a row was lost in validation"
+    _log(context, "catalog", outcome, engine)
+    return dg.MaterializeResult(metadata={
+        **_metadata(outcome, report, read_table(folders.quarantine)),
+        "engine": engine.describe(),
+        "path": dg.MetadataValue.path(str(folders.valid)),
+        "quarantine_path": dg.MetadataValue.path(str(folders.quarantine)),
+    })
 
 
-@dg.asset(group_name="validation", deps=[raw_events, validated_catalog], kinds={"pandas", "parquet"})
+@dg.asset(
+    group_name="validation", deps=[raw_events, validated_catalog], kinds={"pandas", "spark", "parquet"}, partitions_def=EVENT_DAYS, backfill_policy=ONE_RUN,
+)
 def validated_events(
     context: dg.AssetExecutionContext,
     store: ProjectStore,
     source: RawDataSource,
     policy: ValidationPolicy,
     pseudonymiser: UserPseudonymiser,
+    engine: DataEngine,
 ) -> dg.MaterializeResult:
-    """Events that pass every rule (known item, no future timestamp, ...), with pseudonymous user ids; the rest quarantined."""
-    rows = read_source("events", store.resolve(source.events_path), source.format, source.cache_dir(store))
-    catalog_ids = pd.read_parquet(store.validated_path("catalog"), columns=["item_id"])["item_id"]
-    result = validate_events(rows.frame, catalog_ids, policy.settings(), rows.rules)
-    # Raw user ids stop here: neither the valid nor the quarantined table, nor any metadata, carries them.
-    salt = pseudonymiser.salt(store)
-    result.valid["user_id"] = pseudonymise(result.valid["user_id"], salt)
-    result.quarantine["user_id"] = pseudonymise(result.quarantine["user_id"], salt)
-    # Queries lose e-mail addresses and long numbers here too, as at the service's edge.
-    for table in (result.valid, result.quarantine):
-        table["query"] = desensitise_queries(table["query"])
-    return _publish(context, "events", result, store, rows.stats)
+    """Events that pass every rule (known item, no future timestamp, an id not seen before, ...), with pseudonymous user
+    ids, the rest quarantined: only the days of this run are read, and a repeated event id is found in the earlier days
+    through their key index, so a new day costs a day."""
+    folders = store.table_folders("events")
+    files = raw_files(store.resolve(source.events_path))
+    days = sorted(context.partition_keys)
+    every_day = partitions(files)
+    missing = sorted(set(days) - set(every_day))
+    if missing:
+        raise dg.Failure(f"day(s) {', '.join(missing)}: no raw file belongs to them any more")
+    job = ValidationJob(
+        "events", source.format, tuple(f for f in files if f.partition in days), policy.settings(), folders,
+        salt=pseudonymiser.salt(store), cache_dir=str(source.cache_dir(store)),
+        history=tuple(d for d in every_day if d not in days and d < days[-1]), keep=tuple(every_day), catalog=str(store.validated_path("catalog")),
+    )
+    report = engine.engine().validate(job)
+    for day in days:
+        outcome = report.totals(day)
+        assert outcome.rows_in == outcome.rows_valid + outcome.rows_quarantined, "a row was lost in validation"
+        context.add_asset_metadata(_metadata(outcome, report, read_table(folders.quarantine / day)), partition_key=day)
+    _log(context, f"events, {len(days)} day(s)", report.totals(), engine)
+    return dg.MaterializeResult(metadata={
+        "engine": engine.describe(),
+        "path": dg.MetadataValue.path(str(folders.valid)),
+        "quarantine_path": dg.MetadataValue.path(str(folders.quarantine)),
+    })

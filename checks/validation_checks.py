@@ -1,13 +1,25 @@
 """Blocking checks on the validated tables: if one fails, nothing downstream of that table materialises."""
 
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
 from assets.metadata import markdown_table, quarantine_sample
 from assets.resources import ProjectStore, ValidationPolicy
 from assets.validation import validated_catalog, validated_events
+from rec_pipeline.engines.layout import read_table
 from rec_pipeline.expectations import SuiteOutcome, catalog_suite, events_suite, run_suite
+
+
+def _run_parts(context, folder: Path, partitioned: bool) -> list[Path]:
+    """What the check looks at: the whole table, or for the partitioned events the days this run validated."""
+    return [folder / day for day in context.partition_keys] if partitioned else [folder]
+
+
+def _read(parts: list[Path], columns=None) -> pd.DataFrame:
+    return pd.concat([read_table(p, columns) for p in parts], ignore_index=True) if len(parts) > 1 else read_table(parts[0], columns)
 
 
 def _quarantine_share_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetChecksDefinition:
@@ -15,11 +27,14 @@ def _quarantine_share_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetC
         asset=asset,
         name="quarantine_share",
         blocking=True,
-        description="Fails when the quarantined share of rows passes the policy's threshold (default 5%).",
+        description="Fails when the quarantined share of rows passes the policy's threshold (default 5%); for the events, "
+        "over the days the run validated.",
+        partitions_def=asset.partitions_def,
     )
-    def check(store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
-        rows_valid = len(pd.read_parquet(store.validated_path(table), columns=["source_row"]))
-        quarantine = pd.read_parquet(store.quarantine_path(table))
+    def check(context: dg.AssetCheckExecutionContext, store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
+        partitioned = asset.partitions_def is not None
+        rows_valid = len(_read(_run_parts(context, store.validated_path(table), partitioned), columns=["source_row"]))
+        quarantine = _read(_run_parts(context, store.quarantine_path(table), partitioned))
         rows_in = rows_valid + len(quarantine)
         share = len(quarantine) / rows_in if rows_in else 1.0
         passed = rows_in > 0 and share <= policy.max_quarantine_share
@@ -87,7 +102,7 @@ def _suite_result(outcome: SuiteOutcome) -> dg.AssetCheckResult:
     description="Great Expectations suite on the valid catalog: columns and types, unique ids, non-empty titles, prices ≥ 0.",
 )
 def catalog_expectations(store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
-    frame = pd.read_parquet(store.validated_path("catalog"))
+    frame = read_table(store.validated_path("catalog"))
     return _suite_result(run_suite(frame, "validated_catalog", catalog_suite(policy.max_title_chars)))
 
 
@@ -98,12 +113,13 @@ def catalog_expectations(store: ProjectStore, policy: ValidationPolicy) -> dg.As
     description=(
         "Great Expectations suite on the valid events: columns and types, required ids, event types, timestamps in the "
         "window and not in the future, prices ≥ 0, purchase quantities > 0, unique event ids, pseudonymous user ids, "
-        "every item in the catalog."
+        "every item in the catalog; over the days the run validated."
     ),
+    partitions_def=validated_events.partitions_def,
 )
-def events_expectations(store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
-    frame = pd.read_parquet(store.validated_path("events"))
-    catalog_ids = pd.read_parquet(store.validated_path("catalog"), columns=["item_id"])["item_id"]
+def events_expectations(context: dg.AssetCheckExecutionContext, store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
+    frame = _read(_run_parts(context, store.validated_path("events"), partitioned=True))
+    catalog_ids = read_table(store.validated_path("catalog"), columns=["item_id"])["item_id"]
     settings = policy.settings()
     suite = events_suite(catalog_ids, settings.earliest, settings.latest)
     return _suite_result(run_suite(frame, "validated_events", suite))

@@ -12,7 +12,7 @@ from assets.export import ranker_onnx, ranker_tensorrt
 from assets.ingest import item_catalog, raw_events
 from assets.ranker import ranker
 from assets.report import eval_report
-from assets.resources import ComputeDevice, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
+from assets.resources import ComputeDevice, DataEngine, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
 from orchestration.config import ConfigFileError, config_path, read_config
 from orchestration.sensors import retraining
 from assets.search import search_index, search_ranker, search_sessions
@@ -29,7 +29,7 @@ all_assets = [raw_events, item_catalog, validated_catalog, validated_events, ite
 
 RESOURCES = {
     "store": ProjectStore, "source": RawDataSource, "policy": ValidationPolicy, "pseudonymiser": UserPseudonymiser,
-    "compute": ComputeDevice, "mlflow_tracking": MlflowTracking,
+    "compute": ComputeDevice, "mlflow_tracking": MlflowTracking, "engine": DataEngine,
 }
 
 

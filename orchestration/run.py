@@ -125,12 +125,27 @@ def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] 
     if data == "default" and source.get("format", "canonical") == "canonical" and source.get("events_path", "data/raw/events") == "data/raw/events":
         _default_data(raw_dir, size, seed)
 
+    instance = dg.DagsterInstance.get()
+    tags = every_day(instance, job, resources["store"], resources["source"])
     started = time.perf_counter()
     with _config_in_environment(config_file):
-        result = job.execute_in_process(run_config=run_config, instance=dg.DagsterInstance.get(), raise_on_error=False)
+        result = job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
     elapsed = time.perf_counter() - started
     _print_summary(result, elapsed)
     return result.success
+
+
+def every_day(instance, job, store, source) -> dict[str, str]:
+    """The run covers every day of raw events: the days are registered as partitions, and the run's tags span them
+    (none where the selection holds no partitioned asset)."""
+    from assets.ingest import EVENT_DAYS
+    from orchestration.sensors import day_range_tags, register_days
+    from rec_pipeline.engines.layout import partitions, raw_files
+
+    if job.partitions_def is None or job.partitions_def != EVENT_DAYS:
+        return {}
+    days = register_days(instance, partitions(raw_files(store.resolve(source.events_path))))
+    return day_range_tags(days[0], days[-1])
 
 
 def _print_summary(result, elapsed: float) -> None:

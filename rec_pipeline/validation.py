@@ -360,15 +360,51 @@ def _control_characters_rule(columns: Sequence[str]) -> Rule:
     return Rule("control_characters", "ids hold no control characters (NUL, tab, newline, ...)", find)
 
 
+FIRST_SEEN = "first_seen_at"  # cross-row input: where a repeated key was first seen ("file row N"), None for a first
+
+
+def first_occurrences(rows: pd.DataFrame, key: str, order: Sequence[str]) -> pd.DataFrame:
+    """The cross-row half of the duplicate rules, written once for both engines: for every row whose `key` occurred at
+    an earlier position (rows sorted by the `order` columns), its `order` columns and where the key was first seen
+    (`first_file`, `first_row`). Rows without a key take no part. The local engine calls it on a whole table, the
+    Spark engine on the rows of one key at a time (`groupBy(key).applyInPandas`): the answer is the same."""
+    rows = rows[rows[key].notna()].sort_values(list(order), kind="stable")
+    first = ~rows[key].duplicated(keep="first")
+    firsts = rows.loc[first].set_index(key)
+    repeats = rows.loc[~first]
+    out = repeats[list(order)].reset_index(drop=True)
+    out["first_file"] = repeats[key].map(firsts["source_file"]).to_numpy(dtype=object)
+    out["first_row"] = repeats[key].map(firsts["source_row"]).to_numpy(dtype="int64")
+    return out
+
+
+def first_seen_at(repeats: pd.DataFrame) -> pd.Series:
+    """`first_occurrences`' answer as the text the duplicate rule quotes, indexed like its rows."""
+    return "first seen at " + repeats["first_file"].astype(str) + " row " + repeats["first_row"].astype("int64").astype(str)
+
+
 def _duplicate_rule(key: str) -> Rule:
+    """Repeats of `key` after its first occurrence. Where the rows carry the cross-row input `FIRST_SEEN` (an engine
+    computed it over every file of the run and the days before it), that decides; otherwise the rows are the whole
+    table and it is computed here, with the same function."""
+
     def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
         ids = typed[key]
-        repeat = ids.notna() & ids.duplicated(keep="first")
-        if not repeat.any():
-            return failing(repeat, "")
-        first = typed.loc[ids.notna() & ~ids.duplicated(keep="first")].set_index(key)
-        where = "first seen at " + ids.map(first["source_file"]).astype(str) + " row " + ids.map(first["source_row"]).astype("Int64").astype(str)
-        return failing(repeat, f"{key} " + ids.fillna("").map(repr) + " repeats: " + where)
+        if FIRST_SEEN in raw.columns:
+            where = raw[FIRST_SEEN]
+        else:
+            position = np.arange(len(typed))
+            rows = pd.DataFrame({
+                key: ids.to_numpy(), "position": position,
+                "source_file": typed["source_file"].to_numpy() if "source_file" in typed.columns else "",
+                "source_row": typed["source_row"].to_numpy() if "source_row" in typed.columns else position + 1,
+            })
+            repeats = first_occurrences(rows, key, ["position"])
+            where = pd.Series(None, index=typed.index, dtype=object)
+            if len(repeats):
+                where.iloc[repeats["position"].to_numpy()] = first_seen_at(repeats).to_numpy()
+        repeat = ids.notna() & where.notna()
+        return failing(repeat, f"{key} " + ids.fillna("").map(repr) + " repeats: " + where.fillna(""))
 
     return Rule(f"duplicate_{key}", f"{key} is unique (the first occurrence is kept)", find)
 

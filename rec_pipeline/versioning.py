@@ -40,10 +40,14 @@ def dvc_track(path: str | Path, repo_root: str | Path) -> str:
 
 
 def _dry_run_md5(repo, path: Path) -> str:
+    return _dry_run_build(repo, path).hash_info.value
+
+
+def _dry_run_build(repo, path: Path):
     from dvc_data.hashfile.build import build
 
     _, _, obj = build(repo.cache.local, str(path), repo.fs, "md5", dry_run=True, ignore=repo.dvcignore)
-    return obj.hash_info.value
+    return obj
 
 
 def dvc_md5(path: str | Path) -> str:
@@ -91,3 +95,25 @@ def current_md5(path: str | Path, repo_root: str | Path) -> str:
         raise DataFormatError(str(path), "no such file or folder")
     with Repo(str(Path(repo_root).resolve())) as repo:
         return _dry_run_md5(repo, path)
+
+
+def file_md5s(path: str | Path, repo_root: str | Path) -> dict[str, str]:
+    """The md5 DVC holds for each file under `path` (relative names as the raw readers give them; a single file under
+    its own name), from DVC's state cache where the file is unchanged: what tells which day's files changed."""
+    from dvc.repo import Repo
+
+    path = Path(path).resolve()
+    if not path.exists():
+        raise DataFormatError(str(path), "no such file or folder")
+    with Repo(str(Path(repo_root).resolve())) as repo:
+        obj = _dry_run_build(repo, path)
+    if path.is_file():
+        return {path.name: obj.hash_info.value}
+    return {"/".join(key): hash_info.value for key, _, hash_info in obj}
+
+
+def partition_md5(md5s: dict[str, str]) -> str:
+    """One md5 for a set of files (a day partition): over their names and md5s, in name order."""
+    import hashlib
+
+    return hashlib.md5("".join(f"{name}\t{md5}\n" for name, md5 in sorted(md5s.items())).encode()).hexdigest()

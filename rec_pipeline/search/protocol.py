@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rec_pipeline.engines.layout import read_table
 from rec_pipeline.embeddings import EmbeddingCache, read_encoder_settings, read_vectors
 from rec_pipeline.ranker.model import load_ranker
 from rec_pipeline.search import evaluate as ev
@@ -54,7 +55,7 @@ class Project:
         keys, matrix = read_vectors(data / "embeddings" / "item_embeddings.parquet")
         return cls(
             data=data,
-            catalog=pd.read_parquet(data / "validated" / "catalog.parquet"),
+            catalog=read_table(data / "validated" / "catalog.parquet"),
             interactions=pd.read_parquet(data / "splits" / "interactions.parquet", columns=["user_id", "item_id", "ts"]),
             sessions=pd.read_parquet(data.joinpath(*SESSIONS_FILE)),
             summary=json.loads((data / "splits" / "summary.json").read_text()),

@@ -73,53 +73,58 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 _READERS = {"jsonl": _read_jsonl, "csv": _read_csv, "parquet": _read_parquet}
 
 
-def _malformed_rule() -> Rule:
+def malformed_rule() -> Rule:
     def find(raw: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
         return failing(raw[MALFORMED].notna(), raw[MALFORMED].astype(object))
 
     return Rule("malformed_record", "every record can be parsed", find)
 
 
+def read_file(file: Path, name: str, columns: Sequence[str], required: Sequence[str]) -> pd.DataFrame:
+    """One file's rows as read, with provenance (`source_file` is `name`, `source_row` the record's line or row), the
+    canonical `columns` (absent ones all null, every value as read) and `MALFORMED`; an unreadable file is a
+    `DataFormatError` naming it. The engines call this once per raw file."""
+    if file.stat().st_size == 0:
+        raise DataFormatError(name, "file is empty (0 bytes)")
+    frame = _READERS[format_of(file)](file)
+    if frame.empty:
+        raise DataFormatError(name, "file has no data rows")
+    parsed = frame[MALFORMED].isna() if MALFORMED in frame.columns else pd.Series(True, index=frame.index)
+    present = [c for c in frame.columns if frame.loc[parsed, c].notna().any()] if format_of(file) == "jsonl" else list(frame.columns)
+    missing = [c for c in required if c not in present]
+    if missing:
+        where = "no record has" if format_of(file) == "jsonl" else "missing column(s)"
+        raise DataFormatError(
+            name,
+            f"{where} {', '.join(repr(c) for c in missing)}; found: {', '.join(c for c in frame.columns if c != 'source_row') or 'nothing'}",
+            row=1 if format_of(file) != "jsonl" else None,
+            field=missing[0],
+        )
+    frame["source_file"] = name
+    # As object columns: a column that is empty in one file must not decide the type of a table of several.
+    frame = frame.astype(object).astype({"source_row": "int64"})
+    for col in (*columns, MALFORMED):
+        if col not in frame.columns:
+            frame[col] = None
+    return frame[[*columns, "source_file", "source_row", MALFORMED]]
+
+
+def source_table(frames: Sequence[pd.DataFrame], files: Sequence[str]) -> SourceTable:
+    """The rows of several `read_file` frames as one `SourceTable`, with the canonical format's own rule."""
+    table = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    return SourceTable(
+        frame=table,
+        files=list(files),
+        rules=[malformed_rule()],
+        stats={"files": len(files), "rows_read": len(table), "malformed_records": int(table[MALFORMED].notna().sum())},
+    )
+
+
 def _read_files(path: str | Path, columns: Sequence[str], required: Sequence[str]) -> SourceTable:
     files = data_files(path)
     root = Path(path) if Path(path).is_dir() else Path(path).parent
-    frames = []
-    for file in files:
-        name = str(file.relative_to(root))
-        if file.stat().st_size == 0:
-            raise DataFormatError(name, "file is empty (0 bytes)")
-        frame = _READERS[format_of(file)](file)
-        if frame.empty:
-            raise DataFormatError(name, "file has no data rows")
-        parsed = frame[MALFORMED].isna() if MALFORMED in frame.columns else pd.Series(True, index=frame.index)
-        present = [c for c in frame.columns if frame.loc[parsed, c].notna().any()] if format_of(file) == "jsonl" else list(frame.columns)
-        missing = [c for c in required if c not in present]
-        if missing:
-            where = "no record has" if format_of(file) == "jsonl" else "missing column(s)"
-            raise DataFormatError(
-                name,
-                f"{where} {', '.join(repr(c) for c in missing)}; found: {', '.join(c for c in frame.columns if c != 'source_row') or 'nothing'}",
-                row=1 if format_of(file) != "jsonl" else None,
-                field=missing[0],
-            )
-        frame["source_file"] = name
-        frames.append(frame)
-    # As object columns: a column that is empty in one file must not decide the type of the whole table.
-    table = pd.concat([frame.astype(object) for frame in frames], ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
-    keep = [c for c in (*columns, "source_file", "source_row", MALFORMED) if c in table.columns]
-    table = table[keep].copy()
-    for col in columns:
-        if col not in table.columns:
-            table[col] = None
-    if MALFORMED not in table.columns:
-        table[MALFORMED] = None
-    table = table.astype({c: object for c in columns})
-    return SourceTable(
-        frame=table,
-        files=[str(f.relative_to(root)) for f in files],
-        rules=[_malformed_rule()],
-        stats={"files": len(files), "rows_read": len(table), "malformed_records": int(table[MALFORMED].notna().sum())},
-    )
+    names = [str(f.relative_to(root)) for f in files]
+    return source_table([read_file(f, name, columns, required) for f, name in zip(files, names)], names)
 
 
 def read_events(path: str | Path) -> SourceTable:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rec_pipeline.schema import FORMATS
-from rec_pipeline.sources.canonical import read_catalog, read_events
-from rec_pipeline.sources.online_retail import load_online_retail
+from rec_pipeline.sources.canonical import malformed_rule, read_catalog, read_events
+from rec_pipeline.sources.online_retail import CATALOG_RULES, EVENT_RULES, load_online_retail
 from rec_pipeline.sources.table import SourceTable
+from rec_pipeline.validation import Rule
 
 TABLES = ("events", "catalog")
 
@@ -26,3 +27,10 @@ def read_source(table: str, path: str | Path, format: str = "canonical", cache_d
         events, catalog = load_online_retail(path, cache_dir)
         return events if table == "events" else catalog
     return read_events(path) if table == "events" else read_catalog(path)
+
+
+def source_rules(format: str, table: str) -> list[Rule]:
+    """The rules a source of `format` adds to `table`'s, the ones its readers attach to what they read."""
+    if format == "online_retail":
+        return list(EVENT_RULES if table == "events" else CATALOG_RULES)
+    return [malformed_rule()]

@@ -1,0 +1,207 @@
+"""The validation stage as the pandas functions both engines run: per raw file (read it, the keys the cross-row rules
+need, the row rules with their cross-row inputs, the parts it writes) and per key (`first_occurrences`).
+
+    read_rows(file) ──> key_rows ──┐
+                                   ├─> first_occurrences (every row of a key) ──> repeats of each file
+    history_rows (earlier days) ───┘
+    read_rows(file) + its repeats ──> validate_file: the rules in order, first failed rule wins; its parts written
+
+The local engine calls these on whole tables in one process; the Spark engine calls the very same functions in
+`mapInPandas` (per file) and `groupBy(key).applyInPandas` (per key). The rules themselves live in
+rec_pipeline/validation.py, the readers in rec_pipeline/sources/.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rec_pipeline.engines.layout import RawFile, TableFolders, key_hash, part_path, write_part
+from rec_pipeline.privacy import desensitise_queries, pseudonymise
+from rec_pipeline.schema import CATALOG_COLUMNS, EVENT_COLUMNS
+from rec_pipeline.sources.canonical import read_file, source_table
+from rec_pipeline.sources.formats import source_rules
+from rec_pipeline.sources.online_retail import load_online_retail
+from rec_pipeline.sources.table import SourceTable
+from rec_pipeline.schema import REQUIRED_CATALOG_COLUMNS, REQUIRED_EVENT_COLUMNS
+from rec_pipeline.validation import (
+    FIRST_SEEN,
+    ValidationSettings,
+    apply_rules,
+    as_text,
+    catalog_rules,
+    coerce_catalog,
+    coerce_events,
+    event_rules,
+    first_occurrences,
+    first_seen_at,
+)
+
+KEYS = {"events": "event_id", "catalog": "item_id"}
+ORDER = ["partition", "part", "source_row"]  # the logs' order (rec_pipeline/engines/layout.py)
+
+_TS = pa.timestamp("us", tz="UTC")
+_PROVENANCE = [pa.field("source_file", pa.string()), pa.field("source_row", pa.int64())]
+SCHEMAS = {
+    ("events", "valid"): pa.schema([
+        *[pa.field(c, pa.string()) for c in ("event_id",)], pa.field("ts", _TS),
+        *[pa.field(c, pa.string()) for c in ("user_id", "session_id", "event_type", "item_id", "query")],
+        pa.field("price", pa.float64()), pa.field("quantity", pa.int64()), *_PROVENANCE,
+    ]),
+    ("catalog", "valid"): pa.schema([
+        *[pa.field(c, pa.string()) for c in ("item_id", "title", "description", "category", "brand")],
+        pa.field("price", pa.float64()), pa.field("first_seen", _TS), *_PROVENANCE,
+    ]),
+    ("events", "quarantine"): pa.schema([*[pa.field(c, pa.string()) for c in EVENT_COLUMNS], *_PROVENANCE,
+                                         *[pa.field(c, pa.string()) for c in ("rule", "reason", "failed_rules")]]),
+    ("catalog", "quarantine"): pa.schema([*[pa.field(c, pa.string()) for c in CATALOG_COLUMNS], *_PROVENANCE,
+                                          *[pa.field(c, pa.string()) for c in ("rule", "reason", "failed_rules")]]),
+}
+KEY_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("key_hash", pa.int64()), pa.field("partition", pa.string()),
+                        pa.field("part", pa.int64()), *_PROVENANCE])
+
+
+@dataclass(frozen=True)
+class ValidationJob:
+    """One run of a table's validation: which files, under which policy, into which folders. Everything a worker
+    needs travels in it (it is small): the Spark engine ships it to every task."""
+
+    table: str  # "events" or "catalog"
+    format: str  # rec_pipeline.schema.FORMATS
+    files: tuple[RawFile, ...]
+    settings: ValidationSettings
+    folders: TableFolders
+    salt: str | None = None  # events: user ids are pseudonymised with it before anything is written
+    cache_dir: str | None = None  # where the Online Retail parse is kept between readers
+    history: tuple[str, ...] = ()  # partitions outside this run and before its last one: their key index is searched
+    keep: tuple[str, ...] | None = None  # every partition the raw folder holds now; the others' parts are removed
+    catalog: str | None = None  # events: the validated catalog folder, whose item ids the unknown_item rule knows
+
+    @property
+    def key(self) -> str:
+        return KEYS[self.table]
+
+    @property
+    def partitions(self) -> list[str]:
+        return sorted({f.partition for f in self.files})
+
+
+@dataclass
+class FileOutcome:
+    """What validating one raw file came to: the counts its metadata shows (the rows themselves are in its parts)."""
+
+    partition: str
+    rows_in: int
+    rows_valid: int
+    quarantined_by_rule: dict[str, int]
+    failures_by_rule: dict[str, int]
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.rows_in - self.rows_valid
+
+
+def read_rows(job: ValidationJob, file: RawFile) -> SourceTable:
+    """The file's rows as read (values untouched), with provenance and the source's own rules."""
+    if job.format == "online_retail":
+        events, catalog = load_online_retail(file.path, job.cache_dir)
+        return events if job.table == "events" else catalog
+    columns, required = (EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS) if job.table == "events" else (CATALOG_COLUMNS, REQUIRED_CATALOG_COLUMNS)
+    return source_table([read_file(Path(file.path), file.name, columns, required)], [file.name])
+
+
+def key_rows(job: ValidationJob, file: RawFile, rows: SourceTable) -> pd.DataFrame:
+    """Every row's key as the rules read it (stripped text), with its place in the logs: what the cross-row rules
+    group on. Rows without a key are left out."""
+    frame = rows.frame
+    keys = as_text(frame[job.key]) if job.key in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+    out = pd.DataFrame({"key": keys.to_numpy(dtype=object), "partition": file.partition, "part": file.part,
+                        "source_file": frame["source_file"].to_numpy(dtype=object), "source_row": frame["source_row"].to_numpy(dtype="int64")})
+    return out[out["key"].notna()].reset_index(drop=True)
+
+
+def repeats_of(keys: pd.DataFrame) -> pd.DataFrame:
+    """`first_occurrences` over key rows (the run's and the earlier days' matches): the rows that repeat a key."""
+    return first_occurrences(keys, "key", ORDER)
+
+
+def history_rows(job: ValidationJob, keys: pd.Series) -> pd.DataFrame:
+    """Where each of `keys` first occurs in the partitions of `job.history`, searched through their key index by hash
+    (a new day reads a column of 8-byte hashes per earlier day, not the days themselves)."""
+    empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in (("key", object), ("partition", object), ("part", "int64"), ("source_file", object), ("source_row", "int64"))})
+    if not job.history or job.folders.keys is None or keys.empty:
+        return empty
+    wanted = pd.unique(key_hash(pd.Series(pd.unique(keys))))
+    found = []
+    for partition in job.history:
+        folder = job.folders.keys / partition
+        if not folder.is_dir():
+            continue
+        hashes = pq.read_table(folder, columns=["key_hash"]).column("key_hash").to_numpy()
+        if pd.Index(hashes).isin(wanted).any():
+            table = pq.read_table(folder).to_pandas()
+            table = table[table["key_hash"].isin(wanted) & table["key"].isin(set(keys))]
+            found.append(table.drop(columns=["key_hash"]).astype({"part": "int64", "source_row": "int64"}))
+    return pd.concat([empty, *found], ignore_index=True) if found else empty
+
+
+def validate_file(job: ValidationJob, file: RawFile, rows: SourceTable, repeats: pd.DataFrame, known_items: Iterable[str] | None, staging: Path) -> FileOutcome:
+    """The file's rows through every rule (the cross-row answers in `repeats`: this file's rows that repeat a key
+    first seen earlier), written as its parts under `staging`: valid rows (typed; user ids pseudonymised, queries
+    desensitised), quarantined rows with rule and reason, and for the events its key index."""
+    raw = rows.frame.copy()
+    mine = repeats[(repeats["partition"] == file.partition) & (repeats["part"] == file.part)]
+    raw[FIRST_SEEN] = raw["source_row"].map(pd.Series(first_seen_at(mine).to_numpy(), index=mine["source_row"].to_numpy()))
+    if job.table == "events":
+        rules = [*rows.rules, *event_rules(job.settings, known_items if known_items is not None else [])]
+        result = apply_rules(raw, coerce_events(raw), rules, EVENT_COLUMNS)
+        # Raw user ids stop here: neither the valid nor the quarantined table, nor any metadata, carries them.
+        for table in (result.valid, result.quarantine):
+            table["user_id"] = pseudonymise(table["user_id"], job.salt)
+            table["query"] = desensitise_queries(table["query"])
+    else:
+        result = apply_rules(raw, coerce_catalog(raw), [*rows.rules, *catalog_rules(job.settings)], CATALOG_COLUMNS)
+    write_part(result.valid, part_path(staging / job.folders.valid.name, file), SCHEMAS[(job.table, "valid")])
+    write_part(result.quarantine, part_path(staging / job.folders.quarantine.name, file), SCHEMAS[(job.table, "quarantine")])
+    if job.folders.keys is not None:
+        keys = key_rows(job, file, rows).drop_duplicates("key", keep="first")
+        keys["key_hash"] = key_hash(keys["key"])
+        write_part(keys, part_path(staging / job.folders.keys.name, file), KEY_SCHEMA)
+    return FileOutcome(file.partition, result.rows_in, result.rows_valid, result.quarantined_by_rule, result.failures_by_rule, dict(rows.stats))
+
+
+def rule_descriptions(job: ValidationJob) -> dict[str, str]:
+    """Every rule of the job's table in the order they are applied, the source's own first."""
+    rules = event_rules(job.settings, []) if job.table == "events" else catalog_rules(job.settings)
+    return {rule.name: rule.description for rule in [*source_rules(job.format, job.table), *rules]}
+
+
+@dataclass
+class ValidationReport:
+    """A run's outcomes, file by file, summed per partition and over the run."""
+
+    job: ValidationJob
+    outcomes: list[FileOutcome]
+    rule_descriptions: dict[str, str]
+
+    def totals(self, partition: str | None = None) -> FileOutcome:
+        chosen = [o for o in self.outcomes if partition is None or o.partition == partition]
+        by_rule, failures, stats = Counter(), Counter(), Counter()
+        for o in chosen:
+            by_rule.update(o.quarantined_by_rule)
+            failures.update(o.failures_by_rule)
+            stats.update(o.stats)
+        names = list(self.rule_descriptions)
+        return FileOutcome(
+            partition if partition is not None else "",
+            sum(o.rows_in for o in chosen), sum(o.rows_valid for o in chosen),
+            {n: int(by_rule.get(n, 0)) for n in names}, {n: int(failures.get(n, 0)) for n in names}, dict(stats),
+        )
+

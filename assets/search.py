@@ -12,7 +12,7 @@ from assets.config import from_dataclasses
 from assets.embeddings import item_embeddings
 from assets.metadata import consumed
 from assets.ranker import ranker
-from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
+from assets.resources import ComputeDevice, DataEngine, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
 from rec_pipeline.engines.layout import read_table
@@ -21,9 +21,8 @@ from rec_pipeline.search import protocol
 from rec_pipeline.search.features import RetrievalConfig
 from rec_pipeline.search.index import SearchIndexConfig, build_search_index, exact_search, open_search_index
 from rec_pipeline.search.ranker import ONNX_FILE, OPSET, PARITY_TOLERANCE, SearchRankerConfig, parity, save_search_ranker
-from rec_pipeline.search.sessions import search_sessions as make_search_sessions
 from rec_pipeline.settings import from_settings
-from rec_pipeline.storage import file_sha256, write_parquet
+from rec_pipeline.storage import file_sha256
 from rec_pipeline.versioning import git_commit
 
 SEARCH_MODEL = "rec_pipeline_search"
@@ -31,23 +30,15 @@ SearchIndexSettings = from_dataclasses("SearchIndexSettings", SearchIndexConfig)
 SearchRankerSettings = from_dataclasses("SearchRankerSettings", SearchRankerConfig, RetrievalConfig, exclude=("personal", "threads", "holdout_fraction"))
 
 
-@dg.asset(group_name="search", deps=[validated_events, training_splits], kinds={"pandas", "parquet"})
-def search_sessions(context: dg.AssetExecutionContext, store: ProjectStore) -> dg.MaterializeResult:
+@dg.asset(group_name="search", deps=[validated_events, training_splits], kinds={"pandas", "spark", "parquet"})
+def search_sessions(context: dg.AssetExecutionContext, store: ProjectStore, engine: DataEngine) -> dg.MaterializeResult:
     """Each search with what its session clicked, carted or bought after it (purchase > cart > click), cut by the
     recommender's temporal split."""
-    events = read_table(store.validated_path("events"))
     summary = json.loads(store.data_path("splits", "summary.json").read_text())
-    sessions = make_search_sessions(events, pd.Timestamp(summary["validation_start"]), pd.Timestamp(summary["test_start"]))
     path = store.data_path(*protocol.SESSIONS_FILE)
-    write_parquet(sessions, path)
-    followed = sessions[sessions["items"].map(len) > 0]
-    counts = followed["split"].value_counts().to_dict()
-    context.log.info(f"{len(sessions):,} searches, {len(followed):,} with a click, cart or purchase after them: {counts}")
-    return dg.MaterializeResult(metadata={
-        "searches": len(sessions), "searches_with_results": len(followed),
-        **{f"{split}_searches_with_results": int(counts.get(split, 0)) for split in ("train", "validation", "test")},
-        "distinct_queries": int(sessions["query"].nunique()), "path": dg.MetadataValue.path(str(path)),
-    })
+    counts = engine.engine().search_sessions(store.validated_path("events"), pd.Timestamp(summary["validation_start"]), pd.Timestamp(summary["test_start"]), path)
+    context.log.info(f"{counts['searches']:,} searches, {counts['searches_with_results']:,} with a click, cart or purchase after them")
+    return dg.MaterializeResult(metadata={**counts, "engine": engine.describe(), "path": dg.MetadataValue.path(str(path))})
 
 
 @dg.asset(group_name="search", deps=[validated_catalog, item_embeddings], kinds={"tantivy", "faiss"})

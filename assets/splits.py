@@ -7,27 +7,22 @@ import dagster as dg
 import pandas as pd
 
 from assets.config import from_dataclasses
-from assets.resources import ProjectStore
+from assets.resources import DataEngine, ProjectStore
 from assets.validation import validated_catalog, validated_events
-from rec_pipeline.engines.layout import read_table
-from rec_pipeline.splits import SplitConfig, make_splits
-from rec_pipeline.storage import atomic_path, write_parquet
+from rec_pipeline.splits import SplitConfig
+from rec_pipeline.storage import atomic_path
 from rec_pipeline.settings import from_settings
 
 TrainingSplitsConfig = from_dataclasses("TrainingSplitsConfig", SplitConfig)
 
 
-@dg.asset(group_name="training", deps=[validated_events, validated_catalog], kinds={"pandas", "parquet"})
-def training_splits(context: dg.AssetExecutionContext, config: TrainingSplitsConfig, store: ProjectStore) -> dg.MaterializeResult:
-    """The positive interactions in one global temporal split; items with no train interaction are cold-start items.
-    Every consumer (ranker, eval_report, recommend) reads its interactions and the positive events from here."""
-    events = read_table(store.validated_path("events"), columns=["user_id", "item_id", "ts", "event_type"])
-    catalog = read_table(store.validated_path("catalog"), columns=["item_id"])
-    splits = make_splits(events, catalog, from_settings(SplitConfig, config))
+@dg.asset(group_name="training", deps=[validated_events, validated_catalog], kinds={"pandas", "spark", "parquet"})
+def training_splits(context: dg.AssetExecutionContext, config: TrainingSplitsConfig, store: ProjectStore, engine: DataEngine) -> dg.MaterializeResult:
+    """The positive interactions of every day in one global temporal split; items with no train interaction are
+    cold-start items. Every consumer (ranker, eval_report, recommend) reads its interactions and the positive events
+    from here."""
     folder = store.data_path("splits")
-    write_parquet(splits.interactions, folder / "interactions.parquet")
-    write_parquet(splits.users, folder / "users.parquet")
-    summary = splits.summary()
+    summary = engine.engine().training_splits(store.validated_path("events"), store.validated_path("catalog"), from_settings(SplitConfig, config), folder)
     with atomic_path(folder / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     context.log.info(
@@ -38,6 +33,7 @@ def training_splits(context: dg.AssetExecutionContext, config: TrainingSplitsCon
     return dg.MaterializeResult(
         metadata={
             **{k: v for k, v in summary.items() if isinstance(v, int)},
+            "engine": engine.describe(),
             "positive_events": ", ".join(summary["positive_events"]),
             "validation_start": summary["validation_start"],
             "test_start": summary["test_start"],

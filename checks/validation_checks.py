@@ -1,16 +1,21 @@
 """Blocking checks on the validated tables: if one fails, nothing downstream of that table materialises."""
 
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+# The events' checks are partitioned like the events, so that a run checks the days it validated and a new day costs a
+# day. Dagster marks partitioned checks as a preview; they are what a daily partitioned asset's checks need.
+warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
+
 from assets.metadata import markdown_table, quarantine_sample
-from assets.resources import ProjectStore, ValidationPolicy
+from assets.resources import DataEngine, ProjectStore, ValidationPolicy
 from assets.validation import validated_catalog, validated_events
 from rec_pipeline.engines.layout import read_table
-from rec_pipeline.expectations import SuiteOutcome, catalog_suite, events_suite, run_suite
+from rec_pipeline.expectations import SuiteOutcome, catalog_membership, catalog_suite, events_suite, run_suite
 
 
 def _run_parts(context, folder: Path, partitioned: bool) -> list[Path]:
@@ -66,7 +71,7 @@ def _sample_columns(table: str) -> list[str]:
     return ["rule", "source_file", "source_row", key, "reason"]
 
 
-def _suite_result(outcome: SuiteOutcome) -> dg.AssetCheckResult:
+def _suite_result(outcome: SuiteOutcome, engine: DataEngine) -> dg.AssetCheckResult:
     rows = [
         {
             "expectation": o.expectation,
@@ -88,6 +93,7 @@ def _suite_result(outcome: SuiteOutcome) -> dg.AssetCheckResult:
             + ", ".join(f"{o.expectation}({o.column})" if o.column else o.expectation for o in failed)
         ),
         metadata={
+            "engine": engine.describe(),
             "expectations": len(outcome.outcomes),
             "failed_expectations": len(failed),
             "results": dg.MetadataValue.md(markdown_table(rows, ["expectation", "column", "passed", "unexpected", "observed"])),
@@ -101,9 +107,12 @@ def _suite_result(outcome: SuiteOutcome) -> dg.AssetCheckResult:
     blocking=True,
     description="Great Expectations suite on the valid catalog: columns and types, unique ids, non-empty titles, prices ≥ 0.",
 )
-def catalog_expectations(store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
+def catalog_expectations(store: ProjectStore, policy: ValidationPolicy, engine: DataEngine) -> dg.AssetCheckResult:
+    if engine.name == "spark":
+        frame = _spark_read(engine, [store.validated_path("catalog")])
+        return _suite_result(run_suite(frame, "validated_catalog", catalog_suite(policy.max_title_chars, "spark")), engine)
     frame = read_table(store.validated_path("catalog"))
-    return _suite_result(run_suite(frame, "validated_catalog", catalog_suite(policy.max_title_chars)))
+    return _suite_result(run_suite(frame, "validated_catalog", catalog_suite(policy.max_title_chars)), engine)
 
 
 @dg.asset_check(
@@ -117,12 +126,24 @@ def catalog_expectations(store: ProjectStore, policy: ValidationPolicy) -> dg.As
     ),
     partitions_def=validated_events.partitions_def,
 )
-def events_expectations(context: dg.AssetCheckExecutionContext, store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
-    frame = _read(_run_parts(context, store.validated_path("events"), partitioned=True))
-    catalog_ids = read_table(store.validated_path("catalog"), columns=["item_id"])["item_id"]
+def events_expectations(
+    context: dg.AssetCheckExecutionContext, store: ProjectStore, policy: ValidationPolicy, engine: DataEngine
+) -> dg.AssetCheckResult:
     settings = policy.settings()
+    parts = _run_parts(context, store.validated_path("events"), partitioned=True)
+    if engine.name == "spark":
+        frame = _spark_read(engine, parts)
+        membership = catalog_membership(frame, _spark_read(engine, [store.validated_path("catalog")]))
+        suite = events_suite(None, settings.earliest, settings.latest, "spark")
+        return _suite_result(run_suite(frame, "validated_events", suite, extra=[membership]), engine)
+    catalog_ids = read_table(store.validated_path("catalog"), columns=["item_id"])["item_id"]
     suite = events_suite(catalog_ids, settings.earliest, settings.latest)
-    return _suite_result(run_suite(frame, "validated_events", suite))
+    return _suite_result(run_suite(_read(parts), "validated_events", suite), engine)
+
+
+def _spark_read(engine: DataEngine, folders: list[Path]):
+    """The table's parts as one Spark DataFrame, for GE's Spark data source."""
+    return engine.engine().session.read.option("recursiveFileLookup", "true").parquet(*[str(f) for f in folders])
 
 
 validation_checks = [

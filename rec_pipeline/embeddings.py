@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -76,12 +77,14 @@ def read_vectors(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 class EmbeddingCache:
-    """Vectors by text hash for one encoder fingerprint, in one Parquet file."""
+    """Vectors by text hash for one encoder fingerprint: a folder of Parquet parts, each run adding one part with what
+    it encoded (the Spark engine's tasks add theirs the same way), so a cache is never rewritten whole."""
 
     def __init__(self, path: str | Path, dim: int):
         self.path = Path(path)
         self.dim = dim
         self._vectors: dict[str, np.ndarray] = {}
+        self._new: list[str] = []
         if self.path.exists():
             keys, matrix = read_vectors(self.path)
             if matrix.shape[1] != dim:
@@ -98,11 +101,32 @@ class EmbeddingCache:
         return np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
 
     def put(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        self._new.extend(k for k in keys if k not in self._vectors)
         self._vectors.update(zip(keys, vectors))
 
     def save(self) -> None:
-        keys = list(self._vectors)
-        write_vectors(self.path, {"text_hash": keys}, self.get(keys))
+        """Add what was put since the cache was read, as one new part."""
+        if self.path.is_file():  # one file, as caches were before they were folders: becomes the folder's first part
+            old = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}")
+            self.path.replace(old)
+            self.path.mkdir(parents=True)
+            old.replace(self.path / "part-00000.parquet")
+        if self._new:
+            write_vectors(self.path / f"part-{uuid.uuid4().hex}.parquet", {"text_hash": self._new}, self.get(self._new))
+            self._new = []
+
+
+def text_rows(catalog: pd.DataFrame, text: ItemTextConfig = ItemTextConfig()) -> pd.DataFrame:
+    """Each catalog item's text and its hash (row by row): what the cache is keyed by."""
+    texts = item_texts(catalog, text)
+    return pd.DataFrame({"item_id": catalog["item_id"].astype(str).to_numpy(), "text": texts.to_numpy(dtype=object),
+                         "text_hash": [text_hash(t) for t in texts]})
+
+
+def encode_rows(rows: pd.DataFrame, encoder: TextEncoder) -> pd.DataFrame:
+    """(text_hash, text) rows encoded: (text_hash, embedding as a list of floats), the form a Spark task hands back."""
+    vectors = encoder.encode(rows["text"].tolist()) if len(rows) else np.zeros((0, encoder.dim), np.float32)
+    return pd.DataFrame({"text_hash": rows["text_hash"].to_numpy(dtype=object), "embedding": list(vectors)})
 
 
 @dataclass

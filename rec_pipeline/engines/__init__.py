@@ -33,6 +33,9 @@ def spark_settings(conf: Mapping[str, str] | None = None) -> dict[str, str]:
     if "spark.master" not in settings and "spark.remote" not in settings:
         settings["spark.master"] = "local[*]"
     settings.setdefault("spark.app.name", "rec_pipeline")
+    # Timestamps reach the pandas functions in the session's time zone and without one: UTC, as the library has them.
+    settings.setdefault("spark.sql.session.timeZone", "UTC")
+    settings.setdefault("spark.ui.showConsoleProgress", "false")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return settings
 

@@ -107,7 +107,8 @@ def write_part(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> Path:
     for field in schema:
         values = frame[field.name] if field.name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
         if pa.types.is_timestamp(field.type):
-            values = pd.to_datetime(values, utc=True).dt.floor("us")
+            values = pd.to_datetime(values, utc=True)
+            values = values.dt.floor("us") if field.type.unit == "us" else values
         columns[field.name] = values
     table = pa.Table.from_pandas(pd.DataFrame(columns, index=frame.index), schema=schema, preserve_index=False, safe=False)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +129,14 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.Dat
         if isinstance(frame[name].dtype, pd.DatetimeTZDtype):
             frame[name] = frame[name].dt.as_unit("ns")
     return frame
+
+
+def write_table(frame: pd.DataFrame, folder: Path, schema: pa.Schema) -> Path:
+    """`frame` as a table folder of one part, replacing the folder whole (the local engine's writes)."""
+    staging = staging_dir(folder.parent)
+    write_part(frame, staging / folder.name / "part-00000.parquet", schema)
+    publish(staging, [folder], [UNPARTITIONED])
+    return folder
 
 
 def existing_partitions(folder: Path) -> list[str]:

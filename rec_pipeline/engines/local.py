@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
-from rec_pipeline.engines.layout import publish, read_table, staging_dir
+from rec_pipeline.embeddings import EmbeddingCache, ItemTextConfig, encode_rows, text_rows
+from rec_pipeline.encoders import TextEncoder
+from rec_pipeline.engines.layout import publish, read_table, staging_dir, write_table
 from rec_pipeline.engines.steps import (
+    INTERACTIONS,
+    SESSIONS,
+    USERS,
+    EmbeddingCounts,
     ValidationJob,
     ValidationReport,
     history_rows,
@@ -13,8 +23,12 @@ from rec_pipeline.engines.steps import (
     read_rows,
     repeats_of,
     rule_descriptions,
+    sessions_summary,
     validate_file,
+    vectors_schema,
 )
+from rec_pipeline.search.sessions import SESSION_COLUMNS, search_sessions
+from rec_pipeline.splits import SplitConfig, make_splits
 
 
 class LocalEngine:
@@ -34,3 +48,34 @@ class LocalEngine:
         outcomes = [validate_file(job, f, rows[f], repeats, known_items, staging) for f in job.files]
         publish(staging, job.folders.all(), job.partitions, job.keep)
         return ValidationReport(job, outcomes, rule_descriptions(job))
+
+    def training_splits(self, events: Path, catalog: Path, config: SplitConfig, folder: Path) -> dict:
+        """The positive interactions split in time (rec_pipeline/splits.py), written to `folder`; the summary."""
+        splits = make_splits(read_table(events, ["user_id", "item_id", "ts", "event_type"]), read_table(catalog, ["item_id"]), config)
+        write_table(splits.interactions, folder / "interactions.parquet", INTERACTIONS)
+        write_table(splits.users, folder / "users.parquet", USERS)
+        return splits.summary()
+
+    def search_sessions(self, events: Path, validation_start: pd.Timestamp, test_start: pd.Timestamp, path: Path) -> dict:
+        """Each search with what followed it in its session (rec_pipeline/search/sessions.py), written to `path`."""
+        sessions = search_sessions(read_table(events, SESSION_COLUMNS), validation_start, test_start)
+        write_table(sessions, path, SESSIONS)
+        return sessions_summary(sessions)
+
+    def embed(self, catalog: Path, encoder: TextEncoder, text: ItemTextConfig, cache: Path, path: Path) -> EmbeddingCounts:
+        """One vector per catalog item (rec_pipeline/embeddings.py): texts the cache lacks are encoded, and kept."""
+        rows = text_rows(read_table(catalog), text)
+        store = EmbeddingCache(cache, encoder.dim)
+        missing = rows[~rows["text_hash"].map(store.__contains__).astype(bool)].drop_duplicates("text_hash")
+        started = time.perf_counter()
+        if len(missing):
+            encoder.load()
+        loaded = time.perf_counter()
+        if len(missing):
+            encoded = encode_rows(missing, encoder)
+            store.put(encoded["text_hash"].tolist(), np.stack(encoded["embedding"].to_numpy()))
+            store.save()
+        done = time.perf_counter()
+        table = rows[["item_id", "text_hash"]].assign(embedding=list(store.get(rows["text_hash"].tolist())))
+        write_table(table, path, vectors_schema(encoder.dim))
+        return EmbeddingCounts(len(rows), int(rows["text_hash"].isin(missing["text_hash"]).sum()), loaded - started, done - loaded)

@@ -205,3 +205,45 @@ class ValidationReport:
             {n: int(by_rule.get(n, 0)) for n in names}, {n: int(failures.get(n, 0)) for n in names}, dict(stats),
         )
 
+
+
+# The other stages' tables, as both engines write them (their functions: rec_pipeline/splits.py,
+# rec_pipeline/search/sessions.py, rec_pipeline/embeddings.py).
+_TS_NS = pa.timestamp("ns", tz="UTC")
+INTERACTIONS = pa.schema([pa.field("user_id", pa.string()), pa.field("item_id", pa.string()), pa.field("ts", _TS_NS),
+                          pa.field("event_type", pa.string()), pa.field("split", pa.dictionary(pa.int8(), pa.string()))])
+USERS = pa.schema([pa.field("user_id", pa.string()), pa.field("first_interaction", _TS_NS), pa.field("new", pa.bool_())])
+SESSIONS = pa.schema([*[pa.field(c, pa.string()) for c in ("search_id", "session_id", "user_id")], pa.field("ts", _TS_NS),
+                      pa.field("query", pa.string()), pa.field("split", pa.string()),
+                      pa.field("items", pa.list_(pa.string())), pa.field("grades", pa.list_(pa.int64()))])
+
+
+def vectors_schema(dim: int) -> pa.Schema:
+    return pa.schema([pa.field("item_id", pa.string()), pa.field("text_hash", pa.string()), pa.field("embedding", pa.list_(pa.float32(), dim))])
+
+
+def sessions_summary(sessions: pd.DataFrame) -> dict:
+    """The search sessions' counts: searches, those something followed, per split, distinct queries."""
+    followed = sessions[sessions["items"].map(len) > 0]
+    counts = followed["split"].value_counts()
+    return {"searches": len(sessions), "searches_with_results": len(followed),
+            **{f"{split}_searches_with_results": int(counts.get(split, 0)) for split in ("train", "validation", "test")},
+            "distinct_queries": int(sessions["query"].nunique())}
+
+
+@dataclass
+class EmbeddingCounts:
+    """What embedding the catalog came to (the vectors are in the stage's table)."""
+
+    items: int
+    encoded_now: int  # items whose text had no cached vector
+    load_seconds: float  # loading the model, only when something had to be encoded
+    encode_seconds: float
+
+    @property
+    def reused(self) -> int:
+        return self.items - self.encoded_now
+
+    @property
+    def items_per_s(self) -> float | None:
+        return self.encoded_now / self.encode_seconds if self.encoded_now and self.encode_seconds > 0 else None

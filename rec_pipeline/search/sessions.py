@@ -8,14 +8,19 @@ import pandas as pd
 # Graded relevance for NDCG and the learning-to-rank labels: a purchase says more than a cart, a cart more than a click.
 GRADES = {"click": 1, "add_to_cart": 2, "purchase": 3}
 COLUMNS = ["search_id", "session_id", "user_id", "ts", "query", "split", "items", "grades"]
+# What it reads of the validated events: the events, and their place in the logs for events at one instant.
+SESSION_COLUMNS = ["event_id", "ts", "user_id", "session_id", "event_type", "item_id", "query", "source_file", "source_row"]
 
 
 def search_sessions(events: pd.DataFrame, validation_start: pd.Timestamp, test_start: pd.Timestamp) -> pd.DataFrame:
     """One row per search event, cut by the recommender's global temporal split (by the search's time): its
     `items` (what followed it in the session, before the session's next search) and their `grades` (the best event
-    each item got). Searches nothing followed are kept with empty lists; evaluation and training skip them."""
-    needed = ["event_id", "ts", "user_id", "session_id", "event_type", "item_id", "query"]
-    frame = events[needed + [c for c in ("source_file", "source_row") if c in events.columns]].copy()
+    each item got). Searches nothing followed are kept with empty lists; evaluation and training skip them.
+
+    It needs every event of a session and nothing else: the Spark engine runs it per session
+    (`groupBy("session_id").applyInPandas`), the local engine on the whole table; the rows come out in (session, time,
+    search id) order either way."""
+    frame = events[[c for c in SESSION_COLUMNS if c in events.columns]].copy()
     order = ["session_id", "ts"] + [c for c in ("source_file", "source_row") if c in frame.columns]
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
     is_search = (frame["event_type"] == "search").to_numpy()
@@ -43,4 +48,4 @@ def search_sessions(events: pd.DataFrame, validation_start: pd.Timestamp, test_s
     })
     out["items"] = [lists["items"].get(n, []) for n in range(len(out))]
     out["grades"] = [lists["grades"].get(n, []) for n in range(len(out))]
-    return out[COLUMNS]
+    return out[COLUMNS].sort_values(["session_id", "ts", "search_id"], kind="stable").reset_index(drop=True)

@@ -15,12 +15,13 @@ demo: $(BIN)/rec-pipeline
 	$(BIN)/rec-pipeline demo
 
 # Debian packages the tests need, installed here when missing and this runs as root (as in CI): Chromium for the
-# browser test, redis-server for the service's Redis store, wrk for bench.service.
+# browser test, redis-server for the service's Redis store, wrk for bench.service, Java 17 for the Spark cluster test.
 # Two pytest workers, a test file each at a time: much of the suite waits on processes (Dagster, DVC, the webserver),
 # and on CI's 2 cores the whole suite took 18 min serially. --no-loadscope-reorder keeps tests/conftest.py's order
 # (longest files first); xdist's own order (files with most tests first) left the one-test browser file to run alone last.
 test: $(BIN)/rec-pipeline
 	@missing=""; for p in chromium redis-server wrk; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+		command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 		[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } \
 		|| echo "Missing$$missing and no root to install them: the tests that need them will skip."
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder

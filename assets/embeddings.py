@@ -9,7 +9,8 @@ import pandas as pd
 
 from assets.config import from_dataclasses
 from assets.gpu import GPU_POOL, gpu_op_tags
-from assets.resources import ComputeDevice, DataEngine, ProjectStore
+from assets.engine import DataEngine
+from assets.resources import ComputeDevice, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
 from rec_pipeline.engines.layout import read_table

@@ -9,7 +9,6 @@ import pandas as pd
 
 from assets.config import from_dataclasses
 from rec_pipeline.compute import Device, describe_device, resolve_device
-from rec_pipeline.engines import EngineName, make_engine, spark_settings, spark_target
 from rec_pipeline.engines.layout import TableFolders
 from rec_pipeline.privacy import SALT_ENV_VAR, SALT_FILE, load_salt
 from rec_pipeline.schema import FORMATS
@@ -56,27 +55,6 @@ class RawDataSource(dg.ConfigurableResource):
     def cache_dir(self, store: "ProjectStore") -> Path:
         """Where a source that holds both tables in one file keeps its parse, so a run parses it once."""
         return store.data_path("cache", "sources")
-
-
-class DataEngine(dg.ConfigurableResource):
-    """Where the data stages (validation, splits, search sessions, item embeddings) run: `local`, pandas in the step's
-    own process (the default, and what fits one machine), or `spark`, on the cluster `spark_conf` points at:
-    `spark.master` local[N], spark://HOST:7077, k8s://..., yarn, or `spark.remote` sc://HOST:15002 for Spark Connect
-    (README, "Scaling out"). The session comes from dagster-pyspark's lazy resource: a step that needs no Spark, and
-    every step of a local run, starts no JVM."""
-
-    name: EngineName = "local"
-    spark_conf: dict[str, str] = {}
-
-    def engine(self):
-        if self.name == "local":
-            return make_engine("local")
-        from dagster_pyspark import LazyPySparkResource
-
-        return make_engine("spark", spark=LazyPySparkResource(spark_config=spark_settings(self.spark_conf)))
-
-    def describe(self) -> str:
-        return self.name if self.name == "local" else f"spark ({spark_target(self.spark_conf)})"
 
 
 class ValidationPolicy(from_dataclasses("ValidationPolicyFields", ValidationSettings, exclude=("now",), base=dg.ConfigurableResource)):

@@ -12,7 +12,8 @@ from assets.config import from_dataclasses
 from assets.embeddings import item_embeddings
 from assets.metadata import consumed
 from assets.ranker import ranker
-from assets.resources import ComputeDevice, DataEngine, MlflowTracking, ProjectStore
+from assets.engine import DataEngine
+from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
 from rec_pipeline.engines.layout import read_table

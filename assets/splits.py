@@ -7,7 +7,9 @@ import dagster as dg
 import pandas as pd
 
 from assets.config import from_dataclasses
-from assets.resources import DataEngine, ProjectStore
+from assets.engine import DataEngine
+from assets.resources import ProjectStore
+from assets.ingest import raw_events
 from assets.validation import validated_catalog, validated_events
 from rec_pipeline.splits import SplitConfig
 from rec_pipeline.storage import atomic_path
@@ -22,6 +24,7 @@ def training_splits(context: dg.AssetExecutionContext, config: TrainingSplitsCon
     cold-start items. Every consumer (ranker, eval_report, recommend) reads its interactions and the positive events
     from here."""
     folder = store.data_path("splits")
+    days_read = _days_read(context.instance)
     summary = engine.engine().training_splits(store.validated_path("events"), store.validated_path("catalog"), from_settings(SplitConfig, config), folder)
     with atomic_path(folder / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
@@ -34,9 +37,19 @@ def training_splits(context: dg.AssetExecutionContext, config: TrainingSplitsCon
         metadata={
             **{k: v for k, v in summary.items() if isinstance(v, int)},
             "engine": engine.describe(),
+            # Which materialisation of each day was read (one input pointer cannot say): what `rec-pipeline lineage` follows.
+            "days_read": dg.MetadataValue.json(days_read),
             "positive_events": ", ".join(summary["positive_events"]),
             "validation_start": summary["validation_start"],
             "test_start": summary["test_start"],
             "path": dg.MetadataValue.path(str(folder)),
         }
     )
+
+
+def _days_read(instance: dg.DagsterInstance) -> dict:
+    """Each event day's latest validated_events materialisation, and the raw_events one it was validated from."""
+    latest = {asset.key.to_user_string(): instance.get_latest_storage_id_by_partition(asset.key, dg.DagsterEventType.ASSET_MATERIALIZATION)
+              for asset in (validated_events, raw_events)}
+    return {day: {"validated_events": sid, "raw_events": latest["raw_events"].get(day)} for day, sid in sorted(latest["validated_events"].items())
+            if latest["raw_events"].get(day) is not None}

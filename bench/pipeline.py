@@ -46,12 +46,15 @@ def materialise(root: Path, scale: int, seed: int) -> dict:
     import dagster as dg
 
     from orchestration.definitions import build_definitions, default_resources
+    from orchestration.run import every_day
 
-    job = build_definitions(default_resources(str(root))).resolve_job_def("main")
+    resources = default_resources(str(root))
+    job = build_definitions(resources).resolve_job_def("main")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with dg.DagsterInstance.get() as instance:
+        tags = every_day(instance, job, resources["store"], resources["source"])
         started = time.perf_counter()
-        result = job.execute_in_process(run_config=quiet, instance=instance, raise_on_error=False)
+        result = job.execute_in_process(run_config=quiet, instance=instance, tags=tags, raise_on_error=False)
         wall = time.perf_counter() - started
     if not result.success:
         raise SystemExit(f"the run at scale {scale} failed: see {home}")

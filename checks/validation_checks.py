@@ -12,7 +12,8 @@ import pandas as pd
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
 from assets.metadata import markdown_table, quarantine_sample
-from assets.resources import DataEngine, ProjectStore, ValidationPolicy
+from assets.engine import DataEngine
+from assets.resources import ProjectStore, ValidationPolicy
 from assets.validation import validated_catalog, validated_events
 from rec_pipeline.engines.layout import read_table
 from rec_pipeline.expectations import SuiteOutcome, catalog_membership, catalog_suite, events_suite, run_suite

@@ -12,7 +12,8 @@ from assets.export import ranker_onnx, ranker_tensorrt
 from assets.ingest import item_catalog, raw_events
 from assets.ranker import ranker
 from assets.report import eval_report
-from assets.resources import ComputeDevice, DataEngine, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
+from assets.engine import DataEngine
+from assets.resources import ComputeDevice, MlflowTracking, ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
 from orchestration.config import ConfigFileError, config_path, read_config
 from orchestration.sensors import retraining
 from assets.search import search_index, search_ranker, search_sessions

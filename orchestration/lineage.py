@@ -29,7 +29,7 @@ FACTS = {
     "training_splits": ["positive_events", "validation_start", "test_start", "train_interactions", "validation_interactions", "test_interactions", "cold_items", "new_users"],
     "validated_events": ["rows_in", "rows_valid", "rows_quarantined"],
     "validated_catalog": ["rows_in", "rows_valid", "rows_quarantined"],
-    "raw_events": ["dvc_md5", "files", "path"],
+    "raw_events": ["dvc_md5", "md5", "files", "path"],
     "item_catalog": ["dvc_md5", "files", "path"],
 }
 
@@ -57,9 +57,31 @@ def _node(instance, asset: str, materialization) -> dict:
     for tag, pointer in sorted(tags.items()):
         if tag.startswith(INPUT_POINTER):
             parent = tag[len(INPUT_POINTER) :]
+            if parent in DAILY and "days_read" in metadata:  # one pointer stands for many days: each day as read
+                upstream.append(_daily_node(instance, parent, metadata["days_read"]))
+                continue
             upstream.append(_node(instance, parent, _materialization(instance, parent, storage_id=int(pointer))))
     if upstream:
         node["upstream"] = upstream
+    return node
+
+
+DAILY = {"validated_events": "raw_events"}  # the day-partitioned assets, and the raw partition each day was read from
+
+
+def _daily_node(instance, asset: str, days_read: dict) -> dict:
+    """A day-partitioned asset as its consumer read it: the materialisation of each day (`days_read`, recorded by the
+    consumer: {day: {asset: storage id}}), its facts summed over the days and listed per day, and the raw days."""
+    days, raw_days = [], []
+    for day, pointers in sorted(days_read.items()):
+        facts = _node(instance, asset, _materialization(instance, asset, storage_id=int(pointers[asset])))
+        raw = _node(instance, DAILY[asset], _materialization(instance, DAILY[asset], storage_id=int(pointers[DAILY[asset]])))
+        days.append({"day": day, **{k: facts[k] for k in FACTS[asset] if k in facts}})
+        raw_days.append({"day": day, **{k: raw[k] for k in ("md5", "files") if k in raw}, "dvc_md5": raw.get("dvc_md5")})
+    node = {"asset": asset, "data_version": f"{len(days)} days", **{k: sum(d.get(k, 0) for d in days) for k in FACTS[asset]}, "days": days}
+    raw = {"asset": DAILY[asset], "data_version": f"{len(raw_days)} days", "dvc_md5": raw_days[-1]["dvc_md5"] if raw_days else None,
+           "files": sum(d.get("files", 0) for d in raw_days), "days": [{k: v for k, v in d.items() if k != "dvc_md5"} for d in raw_days]}
+    node["upstream"] = [raw]
     return node
 
 
@@ -134,7 +156,9 @@ def render(result: dict) -> str:
     def walk(node: dict, prefix: str, last: bool) -> None:
         seen = (node["asset"], node["data_version"]) in shown
         shown.add((node["asset"], node["data_version"]))
-        facts = "as above" if seen else ", ".join(f"{k} {v}" for k, v in node.items() if k not in ("asset", "upstream", "data_version", "dvc_lock_outs", "dvc_lock_matches"))
+        facts = "as above" if seen else ", ".join(f"{k} {v}" for k, v in node.items() if k not in ("asset", "upstream", "data_version", "days", "dvc_lock_outs", "dvc_lock_matches"))
+        if not seen and node.get("days"):
+            facts += f", {len(node['days'])} days ({node['days'][0]['day']} .. {node['days'][-1]['day']}; --json lists each)"
         if not seen and "dvc_lock_matches" in node:
             facts += " (the md5 this model was trained from)" if node["dvc_lock_matches"] else " (dvc.lock's last repro read other bytes)"
         lines.append(f"{prefix}{'└─ ' if last else '├─ '}{node['asset']}: {facts}")

@@ -95,7 +95,8 @@ def _config_in_environment(config_file: Path | None):
             os.environ[CONFIG_ENV_VAR] = before
 
 
-def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] | None = None, config_file: Path | None = None) -> bool:
+def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] | None = None, config_file: Path | None = None,
+        engine: dict | None = None) -> bool:
     os.environ.setdefault("DAGSTER_HOME", str(ROOT / ".dagster_home"))
     import dagster as dg
 
@@ -106,6 +107,8 @@ def run(data: str, size: str, seed: int, online_retail: Path, assets: list[str] 
     if data == "online-retail":
         landed = str(_land_online_retail(raw_dir, online_retail).relative_to(ROOT))
         config = merged(_online_retail_config(landed), config)
+    if engine:  # --engine and --spark-conf: over the file's `resources: engine:`
+        config = merged(config, {"resources": {"engine": {"config": engine}}})
     # Selected in code, not by a selection string: DVC's hydra pins an antlr runtime that Dagster's parser can't use.
     selection = dg.AssetSelection.assets(*assets) if assets else dg.AssetSelection.all()
     try:  # every setting is checked before anything is generated or run
@@ -249,13 +252,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--online-retail-path", type=Path, default=shared_copy(ROOT))
     parser.add_argument("--config", type=Path, help="the project's config file (YAML: resources and ops settings; see --print-config)")
     parser.add_argument("--print-config", action="store_true", help="print every setting with its default, as a config file to start from")
+    parser.add_argument("--engine", choices=["local", "spark"], help="where the data stages run (default: the config file's, else local)")
+    parser.add_argument("--spark-conf", action="append", metavar="KEY=VALUE", help="a Spark setting for --engine spark (spark.master=spark://HOST:7077)")
     args = parser.parse_args(argv)
     if args.print_config:
         print(yaml.safe_dump(default_config(), sort_keys=False), end="")
         return 0
     assets = args.assets.split(",") if args.assets else None
+    if any("=" not in p for p in args.spark_conf or []):
+        print("error: --spark-conf takes KEY=VALUE (spark.master=spark://HOST:7077)", file=sys.stderr)
+        return 2
+    engine = {**({"name": args.engine} if args.engine else {}), **({"spark_conf": dict(p.split("=", 1) for p in args.spark_conf)} if args.spark_conf else {})}
     try:
-        return 0 if run(args.data, args.size, args.seed, args.online_retail_path, assets, args.config) else 1
+        return 0 if run(args.data, args.size, args.seed, args.online_retail_path, assets, args.config, engine) else 1
     except ConfigFileError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -60,28 +60,72 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from rec_pipeline.sources.formats import read_source
-    from rec_pipeline.schema import DataFormatError
-    from rec_pipeline.validation import ValidationSettings, validate_catalog, validate_events
+    import secrets
+    import shutil
+    import tempfile
 
+    from rec_pipeline.engines import make_engine
+    from rec_pipeline.engines.layout import TableFolders, partitions, raw_files, read_table
+    from rec_pipeline.engines.steps import ValidationJob
+    from rec_pipeline.schema import DataFormatError
+    from rec_pipeline.validation import ValidationSettings
+
+    conf = _spark_conf(args.spark_conf)
+    if conf is None:
+        return 2
     settings = ValidationSettings()
+    out = args.out or Path(tempfile.mkdtemp(prefix="rec_pipeline_validate_"))
+    spark = None
+    if args.engine == "spark":
+        from rec_pipeline.engines.standalone import start_session
+
+        spark = start_session(conf)
+    engine = make_engine(args.engine, spark)
+    report = {}
     try:
-        catalog_rows = read_source("catalog", args.catalog, args.format)
-        catalog = validate_catalog(catalog_rows.frame, settings, catalog_rows.rules)
-        event_rows = read_source("events", args.events, args.format)
-        events = validate_events(event_rows.frame, catalog.valid["item_id"], settings, event_rows.rules)
+        catalog = engine.validate(ValidationJob("catalog", args.format, tuple(raw_files(args.catalog, partitioned=False)), settings,
+                                                TableFolders.under(out, "catalog", key_index=False), cache_dir=str(out / "cache")))
+        files = raw_files(args.events)
+        # User ids are pseudonymised before anything is written, here under a salt nobody keeps: the tables are a preview.
+        events = engine.validate(ValidationJob("events", args.format, tuple(files), settings, TableFolders.under(out, "events", key_index=True),
+                                               salt=args.salt or secrets.token_hex(16), cache_dir=str(out / "cache"), keep=tuple(partitions(files)),
+                                               catalog=str(out / "catalog.parquet")))
+        for name, result in (("catalog", catalog), ("events", events)):
+            totals = result.totals()
+            quarantine = read_table(result.job.folders.quarantine)
+            report[name] = {
+                "rows_in": totals.rows_in, "rows_valid": totals.rows_valid, "rows_quarantined": totals.rows_quarantined,
+                "quarantined_by_rule": {k: v for k, v in totals.quarantined_by_rule.items() if v},
+                "failures_by_rule": {k: v for k, v in totals.failures_by_rule.items() if v},
+                "sample": quarantine.head(args.sample)[["rule", "source_file", "source_row", "reason"]].to_dict("records"),
+            }
+        report["engine"] = engine.describe()
+        if args.out:
+            report["tables"] = str(out)
     except DataFormatError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    report = {}
-    for name, result in (("catalog", catalog), ("events", events)):
-        summary = result.summary()
-        summary["quarantined_by_rule"] = {k: v for k, v in summary["quarantined_by_rule"].items() if v}
-        summary["failures_by_rule"] = {k: v for k, v in summary["failures_by_rule"].items() if v}
-        summary["sample"] = result.quarantine.head(args.sample)[["rule", "source_file", "source_row", "reason"]].to_dict("records")
-        report[name] = summary
+    finally:
+        if spark is not None:
+            from rec_pipeline.engines.standalone import stop_session
+
+            stop_session(spark)
+        if not args.out:
+            shutil.rmtree(out, ignore_errors=True)
     print(json.dumps(report, indent=2, default=str))
     return 0
+
+
+def _spark_conf(pairs: list[str] | None) -> dict[str, str] | None:
+    """`--spark-conf KEY=VALUE` pairs as a dict, or None (and the error printed) when one is not of that form."""
+    conf = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            print(f"error: --spark-conf {pair!r}: expected KEY=VALUE (spark.master=spark://host:7077)", file=sys.stderr)
+            return None
+        conf[key.strip()] = value.strip()
+    return conf
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -272,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--catalog", required=True, type=Path)
     validate.add_argument("--format", choices=FORMATS, default="canonical")
     validate.add_argument("--sample", type=int, default=10, help="quarantined rows to show")
+    validate.add_argument("--engine", choices=["local", "spark"], default="local",
+                          help="local: pandas in this process; spark: a Spark session from --spark-conf (default local[*]); the same rules either way")
+    validate.add_argument("--spark-conf", action="append", metavar="KEY=VALUE", help="a Spark setting (spark.master=spark://HOST:7077, spark.remote=sc://HOST)")
+    validate.add_argument("--out", type=Path, help="keep the validated and quarantine tables here (default: a temporary folder, removed)")
+    validate.add_argument("--salt", help="pseudonymise user ids with this salt (default: a random one; the tables are a preview)")
 
     evaluate = commands.add_parser("evaluate", help="run the evaluation protocol: the ranker against ALS, content-kNN and popularity; --task search: the search ranker on the test window's searches")
     evaluate.add_argument("--task", choices=["recommend", "search"], default="recommend",

@@ -10,9 +10,10 @@ from rec_pipeline.sources.canonical import read_catalog, read_events
 from rec_pipeline.schema import DataFormatError
 from rec_pipeline.validation import ValidationResult, ValidationSettings, validate_catalog, validate_events
 
-CORPUS = Path(__file__).parent / "bad_inputs"
+from tests import bad_input_cases as cases
+from tests.bad_input_cases import CATALOG_IDS, CORPUS, write_jsonl
+
 SETTINGS = ValidationSettings(now=pd.Timestamp("2026-01-01", tz="UTC"))
-CATALOG_IDS = ["i1", "i2", "i3"]
 
 
 def validate_file(path: Path) -> ValidationResult:
@@ -59,7 +60,7 @@ def test_empty_file_is_an_error_naming_the_file():
 
 
 def test_header_only_csv_is_an_error(tmp_path):
-    (tmp_path / "events.csv").write_text("event_id,ts,user_id,session_id,event_type\n")
+    cases.header_only_csv(tmp_path / "events.csv")
     with pytest.raises(DataFormatError, match="events.csv: file has no data rows"):
         read_events(tmp_path / "events.csv")
 
@@ -119,10 +120,7 @@ def test_events_for_items_missing_from_the_catalog_are_quarantined():
 
 
 def test_a_10_mb_title_is_quarantined_not_truncated(tmp_path):
-    catalog = [json.loads(line) for line in (CORPUS / "catalog.jsonl").read_text().splitlines()]
-    catalog[1]["title"] = "A" * (10 * 1024 * 1024)
-    path = tmp_path / "catalog.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in catalog) + "\n")
+    path = cases.catalog_10_mb_title(tmp_path / "catalog.jsonl")
     rows = read_catalog(path)
     result = validate_catalog(rows.frame, SETTINGS, rows.rules)
     assert list(result.valid["item_id"]) == ["i1", "i3"]
@@ -131,19 +129,7 @@ def test_a_10_mb_title_is_quarantined_not_truncated(tmp_path):
 
 
 def test_parquet_with_wrong_types_is_coerced_or_quarantined(tmp_path):
-    frame = pd.DataFrame(
-        {
-            "event_id": ["e1", "e2"],
-            "ts": pd.to_datetime(["2025-09-01 10:00", "2025-09-01 11:00"]),  # naive: taken as UTC
-            "user_id": [1, 2],  # numbers where text is expected: read as their text
-            "session_id": ["s1", "s1"],
-            "event_type": ["purchase", "purchase"],
-            "item_id": ["i1", "i2"],
-            "price": ["12.50", "free"],
-            "quantity": [1, 2],
-        }
-    )
-    frame.to_parquet(tmp_path / "events.parquet")
+    cases.parquet_with_wrong_types(tmp_path / "events.parquet")
     result = validate_file(tmp_path / "events.parquet")
     assert result.valid.loc[0, "user_id"] == "1"
     assert result.valid.loc[0, "price"] == 12.5
@@ -152,17 +138,7 @@ def test_parquet_with_wrong_types_is_coerced_or_quarantined(tmp_path):
 
 
 def test_a_catalog_with_missing_fields_and_duplicates_is_quarantined(tmp_path):
-    path = tmp_path / "catalog.csv"
-    path.write_text(
-        "item_id,title,description,category,brand,price,first_seen\n"
-        "i1,Candle,,candles,,12.5,2025-08-01T00:00:00Z\n"
-        ",Orphan,,candles,,1,2025-08-01T00:00:00Z\n"
-        "i2,,,candles,,1,2025-08-01T00:00:00Z\n"
-        "i1,Candle again,,candles,,12.5,2025-08-01T00:00:00Z\n"
-        "i3,Mug,,kitchen,,-1,2025-08-01T00:00:00Z\n"
-        "i4,Cup,,kitchen,,1,2099-01-01T00:00:00Z\n"
-            "i5,Bowl,,kitchen,,1,3000-01-01T00:00:00Z\n"
-    )
+    path = cases.catalog_missing_fields_and_duplicates(tmp_path / "catalog.csv")
     rows = read_catalog(path)
     result = validate_catalog(rows.frame, SETTINGS, rows.rules)
     assert list(result.valid["item_id"]) == ["i1"]
@@ -180,15 +156,6 @@ def test_a_catalog_with_missing_fields_and_duplicates_is_quarantined(tmp_path):
 # Each class of bad input, not one example of it: every row ends valid or quarantined with file, row and field named,
 # and what is written (valid and quarantine tables) can be stored as Parquet.
 
-GOOD = {"event_id": "e0", "ts": "2025-09-01T10:00:00Z", "user_id": "alice", "session_id": "s1", "event_type": "purchase",
-        "item_id": "i1", "price": 9.99, "quantity": 1}
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps({**GOOD, "event_id": f"e{n}", **r}) + "\n" for n, r in enumerate(records, start=1)))
-    return path
-
-
 def stored(result: ValidationResult, tmp_path: Path) -> None:
     """Both tables survive a Parquet round trip (the assets write them so)."""
     result.valid.to_parquet(tmp_path / "valid.parquet")
@@ -196,15 +163,7 @@ def stored(result: ValidationResult, tmp_path: Path) -> None:
 
 
 def test_numbers_out_of_range_for_their_column_are_quarantined(tmp_path):
-    path = tmp_path / "events.jsonl"
-    path.write_text(
-        json.dumps({**GOOD, "event_id": "e1"}) + "\n"
-        + json.dumps({**GOOD, "event_id": "e2", "quantity": 1e308}) + "\n"  # whole, but no int64
-        + json.dumps({**GOOD, "event_id": "e3", "quantity": 10**30}) + "\n"
-        + json.dumps({**GOOD, "event_id": "e4"}).replace('"price": 9.99', '"price": 1e400') + "\n"  # JSON reads inf
-        + json.dumps({**GOOD, "event_id": "e5", "quantity": "-9223372036854775809"}) + "\n"
-        + json.dumps({**GOOD, "event_id": "e6"}).replace('"quantity": 1', '"quantity": ' + "9" * 5000) + "\n"  # past Python's int parsing
-    )
+    path = cases.numbers_out_of_range(tmp_path / "events.jsonl")
     result = validate_file(path)
     stored(result, tmp_path)
     assert list(result.valid["event_id"]) == ["e1"]
@@ -218,15 +177,7 @@ def test_numbers_out_of_range_for_their_column_are_quarantined(tmp_path):
 
 
 def test_values_that_are_not_text_are_quarantined_naming_the_field(tmp_path):
-    path = write_jsonl(tmp_path / "events.jsonl", [
-        {},
-        {"user_id": ["alice", "bob"]},
-        {"session_id": {"id": "s1"}},
-        {"event_type": True},
-        {"item_id": 1.5},
-        {"user_id": 12345},  # a whole number is an id exported as a number: read as its digits
-        {"query": ["mug"], "event_type": "search", "item_id": None},
-    ])
+    path = cases.values_not_text(tmp_path / "events.jsonl")
     result = validate_file(path)
     stored(result, tmp_path)
     assert list(result.valid["event_id"]) == ["e1", "e6"]
@@ -241,10 +192,7 @@ def test_values_that_are_not_text_are_quarantined_naming_the_field(tmp_path):
 
 
 def test_catalog_fields_that_are_not_text_are_quarantined(tmp_path):
-    path = tmp_path / "catalog.jsonl"
-    rows = [{"item_id": "i1", "title": "Mug"}, {"item_id": "i2", "title": ["Mug"]}, {"item_id": "i3", "title": "Cup", "brand": False}]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    source = read_catalog(path)
+    source = read_catalog(cases.catalog_not_text(tmp_path / "catalog.jsonl"))
     result = validate_catalog(source.frame, SETTINGS, source.rules)
     stored(result, tmp_path)
     assert list(result.valid["item_id"]) == ["i1"]
@@ -254,10 +202,7 @@ def test_catalog_fields_that_are_not_text_are_quarantined(tmp_path):
 
 
 def test_parquet_columns_of_the_wrong_kind_are_quarantined(tmp_path):
-    frame = pd.DataFrame({**{k: [v, v] for k, v in GOOD.items()}, "event_id": ["e1", "e2"]})
-    frame["user_id"] = [True, False]  # a boolean column where ids belong
-    frame["session_id"] = [b"s1", b"\xffs"]  # a binary column, one value not UTF-8
-    frame.to_parquet(tmp_path / "events.parquet")
+    cases.parquet_columns_of_the_wrong_kind(tmp_path / "events.parquet")
     result = validate_file(tmp_path / "events.parquet")
     stored(result, tmp_path)
     assert result.valid.empty
@@ -265,8 +210,7 @@ def test_parquet_columns_of_the_wrong_kind_are_quarantined(tmp_path):
 
 
 def test_control_characters_in_ids_are_quarantined(tmp_path):
-    path = write_jsonl(tmp_path / "events.jsonl", [{}, {"user_id": "ali\u0000ce"}, {"session_id": "s\n1"}, {"item_id": "i\t1"}])
-    result = validate_file(path)
+    result = validate_file(cases.control_characters(tmp_path / "events.jsonl"))
     stored(result, tmp_path)
     assert list(result.valid["event_id"]) == ["e1"]
     assert quarantined(result) == [
@@ -278,23 +222,18 @@ def test_control_characters_in_ids_are_quarantined(tmp_path):
 
 @pytest.mark.parametrize("name", ["events.jsonl.gz", "events.csv.gz", "events.parquet.gz"])
 def test_a_truncated_or_corrupt_compressed_file_is_one_error_naming_it(tmp_path, name):
-    import gzip
-
-    whole = gzip.compress(b'{"event_id": "e1"}\n' * 1000)
     (tmp_path / "truncated").mkdir()
-    (tmp_path / "truncated" / name).write_bytes(whole[: len(whole) // 2])
+    cases.truncated_gzip(tmp_path / "truncated" / name)
     with pytest.raises(DataFormatError, match=rf"{name}: cannot be decompressed \(damaged or truncated gzip\)"):
         read_events(tmp_path / "truncated")
     (tmp_path / "corrupt").mkdir()
-    (tmp_path / "corrupt" / name).write_bytes(b"\x1f\x8b" + bytes(range(256)) * 4)
+    cases.corrupt_gzip(tmp_path / "corrupt" / name)
     with pytest.raises(DataFormatError, match=rf"{name}: cannot be decompressed"):
         read_events(tmp_path / "corrupt")
 
 
 def test_a_damaged_parquet_file_is_one_error_naming_it(tmp_path):
-    pd.DataFrame({k: [v] for k, v in GOOD.items()}).to_parquet(tmp_path / "events.parquet")
-    data = (tmp_path / "events.parquet").read_bytes()
-    (tmp_path / "events.parquet").write_bytes(data[: len(data) // 2])
+    cases.damaged_parquet(tmp_path / "events.parquet")
     with pytest.raises(DataFormatError, match=r"events.parquet: not a readable Parquet file"):
         read_events(tmp_path / "events.parquet")
 

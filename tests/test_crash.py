@@ -61,8 +61,11 @@ def test_sigkill_in_the_ranker_step_leaves_the_last_complete_model_and_a_rerun_c
     script = (
         "import dagster as dg\n"
         "from orchestration.definitions import build_definitions, default_resources\n"
-        f"job = build_definitions(default_resources({str(root)!r})).resolve_job_def('main')\n"
-        "job.execute_in_process(instance=dg.DagsterInstance.get(), "
+        "from orchestration.run import every_day\n"
+        f"resources = default_resources({str(root)!r})\n"
+        "job = build_definitions(resources).resolve_job_def('main')\n"
+        "instance = dg.DagsterInstance.get()\n"
+        "job.execute_in_process(instance=instance, tags=every_day(instance, job, resources['store'], resources['source']), "
         "run_config={'ops': {'ranker': {'config': {'epochs': 5000, 'patience': 5000}}}})\n"
     )
     worker = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -119,3 +119,38 @@ def test_the_validation_catches_a_misspelt_field():
     deployment["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = deployment["spec"]["template"]["spec"]["containers"][0].pop("readinessProbe")
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+SPARK_MANIFESTS = DEPLOY / "spark" / "spark-connect.yaml"
+
+
+def test_the_spark_connect_manifests_validate_and_the_engine_config_points_at_them():
+    import kubernetes_validate
+
+    from orchestration.config import read_config
+
+    documents = list(yaml.safe_load_all(SPARK_MANIFESTS.read_text()))
+    assert sorted(d["kind"] for d in documents) == ["Deployment", "Role", "RoleBinding", "Service", "Service", "ServiceAccount"]
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    [deployment] = [d for d in documents if d["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    args = container["command"]
+    conf = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+    assert args[:3] == ["spark-submit", "--class", "org.apache.spark.sql.connect.service.SparkConnectServer"]
+    # The executors run the project's image with the project volume where the Dagster pods have it (deploy/values.yaml).
+    values = yaml.safe_load((DEPLOY / "values.yaml").read_text())
+    [user_deployment] = values["dagster-user-deployments"]["deployments"]
+    [mount] = user_deployment["volumeMounts"]
+    [volume] = user_deployment["volumes"]
+    assert conf["spark.kubernetes.executor.volumes.persistentVolumeClaim.project-data.options.claimName"] == volume["persistentVolumeClaim"]["claimName"]
+    assert conf["spark.kubernetes.executor.volumes.persistentVolumeClaim.project-data.mount.path"] == mount["mountPath"]
+    assert conf["spark.kubernetes.container.image"] == container["image"] == f"{user_deployment['image']['repository']}:{user_deployment['image']['tag']}"
+    # The code location's config file selects the spark engine at the Connect server's Service.
+    env = {e["name"]: e["value"] for e in user_deployment["env"]}
+    config = read_config(DEPLOY.parent / env["REC_PIPELINE_CONFIG"].removeprefix("/opt/rec_pipeline/"))
+    engine = default_resources(config=config)["engine"]
+    [service] = [d for d in documents if d["kind"] == "Service" and d["metadata"]["name"] == "rec-pipeline-spark-connect"]
+    assert engine.name == "spark"
+    assert engine.spark_conf["spark.remote"] == f"sc://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    assert conf["spark.connect.grpc.binding.port"] == str(service["spec"]["ports"][0]["port"])

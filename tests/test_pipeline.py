@@ -20,7 +20,8 @@ from assets.resources import RawDataSource, ValidationPolicy
 from rec_pipeline.embeddings import read_vectors
 from rec_pipeline.encoders import DEFAULT_MODEL, model_folder
 from rec_pipeline.generate import GeneratorConfig, generate
-from rec_pipeline.versioning import dvc_md5, init_dvc_repo
+from orchestration.run import every_day
+from rec_pipeline.versioning import dvc_md5, file_md5s, init_dvc_repo, partition_md5
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = [
@@ -63,14 +64,43 @@ def project(new_project, seed_encoder):
 def run_main(
     root: Path, instance: dg.DagsterInstance, selection: dg.AssetSelection = dg.AssetSelection.all(), run_config=None, **resource_overrides
 ) -> dg.ExecuteInProcessResult:
+    """The main job over every day of raw events, as `rec-pipeline demo` runs it."""
     resources = {**default_resources(str(root)), **resource_overrides}
     job = build_definitions(resources, selection).resolve_job_def("main")
-    return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+    tags = every_day(instance, job, resources["store"], resources["source"])
+    return job.execute_in_process(run_config=run_config, instance=instance, tags=tags, raise_on_error=False)
 
 
 def metadata_of(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
     return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def days_of(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dict]:
+    """A day-partitioned asset's metadata, day by day."""
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return {e.materialization.partition: {k: v.value for k, v in e.materialization.metadata.items()} for e in events}
+
+
+def raw_md5(result: dg.ExecuteInProcessResult) -> str:
+    """The raw events folder's DVC md5 (every day of a run records it)."""
+    [md5] = {meta["dvc_md5"] for meta in days_of(result, "raw_events").values()}
+    return md5
+
+
+def summed(days: dict[str, dict], *keys: str) -> dict:
+    """`keys` summed over the days; dict-valued ones (counts by rule) summed key by key."""
+    out = {}
+    for key in keys:
+        values = [d[key] for d in days.values()]
+        if isinstance(values[0], dict):
+            out[key] = {}
+            for value in values:
+                for k, v in value.items():
+                    out[key][k] = out[key].get(k, 0) + v
+        else:
+            out[key] = sum(values)
+    return out
 
 
 def data_version_of(result: dg.ExecuteInProcessResult, asset: str) -> str:
@@ -83,17 +113,23 @@ def test_main_job_materialises_every_asset_with_accounted_rows(new_project, inst
     monkeypatch.delenv("REC_PIPELINE_SALT", raising=False)
     result = run_main(root, instance)
     assert result.success
-    assert sorted(e.asset_key.to_user_string() for e in result.get_asset_materialization_events()) == ASSETS
+    assert sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}) == ASSETS
 
-    # DVC tracks the raw folders; their md5 is the data version Dagster records.
-    for asset, folder in (("raw_events", "events"), ("item_catalog", "catalog")):
-        md5 = dvc_md5(root / "data" / "raw" / folder)
-        assert md5.endswith(".dir")
-        assert metadata_of(result, asset)["dvc_md5"] == md5
-        record = instance.get_latest_materialization_event(dg.AssetKey(asset))
-        assert record.asset_materialization.tags["dagster/data_version"] == md5
+    # DVC tracks the raw folders; the catalog's md5 is the data version Dagster records. The events are one partition
+    # per day, each with its files and their md5 (over the files' DVC md5s); the run covered every day.
+    md5 = dvc_md5(root / "data" / "raw" / "catalog")
+    assert md5.endswith(".dir") and metadata_of(result, "item_catalog")["dvc_md5"] == md5
+    assert instance.get_latest_materialization_event(dg.AssetKey("item_catalog")).asset_materialization.tags["dagster/data_version"] == md5
+    raw_days = days_of(result, "raw_events")
+    assert sorted(raw_days) == sorted(instance.get_dynamic_partitions("event_days")) and len(raw_days) == 20
+    md5s = file_md5s(root / "data" / "raw" / "events", root)
+    for day, meta in raw_days.items():
+        assert meta["dvc_md5"] == dvc_md5(root / "data" / "raw" / "events")
+        assert meta["files"] == 1 and meta["md5"] == partition_md5({f"events-{day}.jsonl": md5s[f"events-{day}.jsonl"]})
 
-    events = metadata_of(result, "validated_events")
+    event_days = days_of(result, "validated_events")
+    assert sorted(event_days) == sorted(raw_days)
+    events = summed(event_days, "rows_in", "rows_valid", "rows_quarantined", "quarantined_by_rule")
     assert events["rows_in"] == summary["events"]
     assert events["rows_in"] == events["rows_valid"] + events["rows_quarantined"]
     # The generator's glitches, and nothing else, are what gets quarantined.
@@ -334,7 +370,7 @@ def test_rematerialising_unchanged_data_keeps_its_data_version(project, instance
     first = run_main(root, instance, UP_TO_SPLITS)
     second = run_main(root, instance, UP_TO_SPLITS)
     assert first.success and second.success
-    assert metadata_of(first, "raw_events")["dvc_md5"] == metadata_of(second, "raw_events")["dvc_md5"]
+    assert raw_md5(first) == raw_md5(second)
 
     assert (metadata_of(second, "item_embeddings")["encoded_now"], metadata_of(second, "item_embeddings")["reused"]) == (0, 300)
     assert metadata_of(second, "item_embeddings")["dagster/row_count"] == 300
@@ -348,7 +384,7 @@ def test_rematerialising_unchanged_data_keeps_its_data_version(project, instance
     catalog.write_text(catalog.read_text() + "".join(json.dumps(item) + "\n" for item in new_items))
     third = run_main(root, instance, UP_TO_SPLITS)
     assert third.success
-    assert metadata_of(third, "raw_events")["dvc_md5"] != metadata_of(second, "raw_events")["dvc_md5"]
+    assert raw_md5(third) != raw_md5(second)
     assert metadata_of(third, "item_catalog")["dvc_md5"] != metadata_of(second, "item_catalog")["dvc_md5"]
     embedded = metadata_of(third, "item_embeddings")
     assert (embedded["items_total"], embedded["encoded_now"], embedded["reused"]) == (303, 3, 300)
@@ -408,7 +444,8 @@ def test_online_retail_through_dagster_counts_each_quirk(online_retail_path, tmp
         policy=ValidationPolicy(max_quarantine_share=0.35),
     )
     assert result.success
-    events = metadata_of(result, "validated_events")
+    events = summed(days_of(result, "validated_events"), "rows_in", "rows_valid", "rows_quarantined", "failures_by_rule")
+    assert list(days_of(result, "validated_events")) == ["online_retail.csv.gz"]  # no date in its name: a partition of its own
     assert events["rows_in"] == 541_909 == events["rows_valid"] + events["rows_quarantined"]
     failures = events["failures_by_rule"]
     # Counts from ../shared/data/online_retail/SOURCE.md, rule by rule.
@@ -422,7 +459,7 @@ def test_online_retail_through_dagster_counts_each_quirk(online_retail_path, tmp
     assert failures["zero_price"] == 2_515
     assert failures["negative_price"] == 2
     assert failures["non_positive_quantity"] == 10_624
-    assert metadata_of(result, "raw_events")["dvc_md5"] == dvc_md5(landed)
+    assert raw_md5(result) == dvc_md5(landed)
     catalog = metadata_of(result, "validated_catalog")
     assert catalog["rows_in"] == 3_958
 

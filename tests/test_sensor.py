@@ -7,7 +7,9 @@ import mlflow
 
 from orchestration.definitions import build_definitions, default_resources
 from rec_pipeline.generate import GeneratorConfig, append_day
-from tests.test_pipeline import instance, metadata_of, new_project, project, run_main  # noqa: F401 (fixtures)
+from orchestration.sensors import RANGE_END, RANGE_START, raw_data_version, version_key
+from rec_pipeline.versioning import dvc_md5
+from tests.test_pipeline import days_of, instance, metadata_of, new_project, project, run_main  # noqa: F401 (fixtures)
 
 
 def tick(definitions: dg.Definitions, instance: dg.DagsterInstance, root, cursor: str | None):
@@ -16,7 +18,14 @@ def tick(definitions: dg.Definitions, instance: dg.DagsterInstance, root, cursor
         return sensor.evaluate_tick(context)
 
 
-def launch(definitions: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+def launch(definitions: dg.Definitions, instance: dg.DagsterInstance, tick_result, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """What the daemon does with a tick's result: the new days become partitions, then the request runs."""
+    for change in tick_result.dynamic_partitions_requests or []:
+        if isinstance(change, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(change.partitions_def_name, list(change.partition_keys))
+        else:
+            for key in change.partition_keys:
+                instance.delete_dynamic_partition(change.partitions_def_name, key)
     job = definitions.resolve_job_def("main")
     return job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
 
@@ -36,19 +45,27 @@ def test_a_new_day_of_logs_retrains_once_traces_back_to_its_bytes_and_a_corrupt_
     first = tick(definitions, instance, root, cursor=None)
     assert first.run_requests == [] and "already materialised" in first.skip_message
 
-    # A new day of logs lands: exactly one run request, keyed by the new version; the same version again: none.
+    # A new day of logs lands: exactly one run request, keyed by the new version, over that day alone (it becomes a
+    # partition as the request runs); the same version again: none.
     new_file = append_day(root / "data" / "raw", GeneratorConfig.small())
     second = tick(definitions, instance, root, cursor=first.cursor)
     [request] = second.run_requests
     assert request.run_key == second.cursor != first.cursor and request.run_key.startswith("events ")
+    resources = default_resources(str(root))
+    assert request.run_key == version_key(raw_data_version(resources["store"], resources["source"]))
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2025-09-21", "2025-09-21") and new_file.name == "events-2025-09-21.jsonl"
+    [added] = second.dynamic_partitions_requests
+    assert list(added.partition_keys) == ["2025-09-21"]
     third = tick(definitions, instance, root, cursor=second.cursor)
     assert third.run_requests == [] and "unchanged" in third.skip_message
 
-    retrained = launch(definitions, instance, request)
+    retrained = launch(definitions, instance, second, request)
     assert retrained.success
-    events = metadata_of(retrained, "raw_events")
-    assert request.run_key == f"events {events['dvc_md5']}, catalog {metadata_of(retrained, 'item_catalog')['dvc_md5']}"
-    assert metadata_of(retrained, "raw_events")["files"] == 21 and new_file.name == "events-2025-09-21.jsonl"
+    # Only the new day was read and validated: a new day costs a day. The training read every day.
+    assert list(days_of(retrained, "raw_events")) == list(days_of(retrained, "validated_events")) == ["2025-09-21"]
+    events = days_of(retrained, "raw_events")["2025-09-21"]
+    assert events["files"] == 1 and events["dvc_md5"] == dvc_md5(root / "data" / "raw" / "events")
+    assert len(metadata_of(retrained, "training_splits")["days_read"]) == 21
     report = metadata_of(retrained, "eval_report")
     # The champion moves only if the gate passed.
     assert champion(root) == ("2" if report["gate_decision"] == "promoted" else "1")
@@ -74,7 +91,10 @@ def test_a_new_day_of_logs_retrains_once_traces_back_to_its_bytes_and_a_corrupt_
     collect(onnx)
     assert set(nodes) == {"ranker_onnx", "ranker", "item_embeddings", "training_splits", "validated_events", "validated_catalog", "raw_events", "item_catalog"}
     assert nodes["raw_events"]["dvc_md5"] == events["dvc_md5"] and nodes["raw_events"]["files"] == 21
-    assert nodes["validated_events"]["rows_in"] == nodes["validated_events"]["rows_valid"] + nodes["validated_events"]["rows_quarantined"]
+    assert nodes["raw_events"]["days"][-1] == {"day": "2025-09-21", "md5": events["md5"], "files": 1}
+    validated = nodes["validated_events"]
+    assert validated["rows_in"] == validated["rows_valid"] + validated["rows_quarantined"] and len(validated["days"]) == 21
+    assert validated["days"][-1]["rows_in"] == days_of(retrained, "validated_events")["2025-09-21"]["rows_in"]
     assert nodes["item_embeddings"]["model"] == "all-MiniLM-L6-v2" and len(nodes["item_embeddings"]["weights_sha256"]) == 64
     assert lineage(["2", "--tracking-uri", f"sqlite:///{root / 'mlflow.db'}"]) == 0
     printed = capsys.readouterr().out
@@ -94,7 +114,8 @@ def test_a_new_day_of_logs_retrains_once_traces_back_to_its_bytes_and_a_corrupt_
     (root / "data/raw/events/events-2025-09-22.jsonl").write_text("".join(json.dumps(r) + "\n" for r in garbled))
     fourth = tick(definitions, instance, root, cursor=second.cursor)
     [corrupt] = fourth.run_requests
-    blocked = launch(definitions, instance, corrupt)
+    assert (corrupt.tags[RANGE_START], corrupt.tags[RANGE_END]) == ("2025-09-22", "2025-09-22")
+    blocked = launch(definitions, instance, fourth, corrupt)
     checks = {(e.asset_key.to_user_string(), e.check_name): e.passed for e in blocked.get_asset_check_evaluations()}
     assert checks[("validated_events", "quarantine_share")] is False
     materialised = {e.asset_key.to_user_string() for e in blocked.get_asset_materialization_events()}

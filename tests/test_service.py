@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from orchestration.definitions import build_definitions, default_resources
+from orchestration.run import every_day
 from rec_pipeline.generate import GeneratorConfig, generate
 from rec_pipeline.privacy import PSEUDONYM
 from rec_pipeline.registry import CHAMPION, REGISTERED_MODEL
@@ -49,8 +50,9 @@ def project(tmp_path_factory, seed_encoder):
         mp.delenv("REC_PIPELINE_SALT", raising=False)
         with dg.DagsterInstance.get() as instance:
             selection = dg.AssetSelection.all() - dg.AssetSelection.assets("eval_report", "ranker_tensorrt")
-            job = build_definitions(default_resources(str(root)), selection).resolve_job_def("main")
-            assert job.execute_in_process(instance=instance).success
+            resources = default_resources(str(root))
+            job = build_definitions(resources, selection).resolve_job_def("main")
+            assert job.execute_in_process(instance=instance, tags=every_day(instance, job, resources["store"], resources["source"])).success
     return root
 
 

@@ -106,11 +106,16 @@ def write_part(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> Path:
     columns = {}
     for field in schema:
         values = frame[field.name] if field.name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+        if frame.empty and pa.types.is_list(field.type):  # an empty frame's column may be float64: no list comes of it
+            values = pd.Series([], index=frame.index, dtype=object)
         if pa.types.is_timestamp(field.type):
             values = pd.to_datetime(values, utc=True)
             values = values.dt.floor("us") if field.type.unit == "us" else values
         columns[field.name] = values
-    table = pa.Table.from_pandas(pd.DataFrame(columns, index=frame.index), schema=schema, preserve_index=False, safe=False)
+    return _write_table(pa.Table.from_pandas(pd.DataFrame(columns, index=frame.index), schema=schema, preserve_index=False, safe=False), path)
+
+
+def _write_table(table: pa.Table, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     try:

@@ -9,6 +9,7 @@ task writes land in the same folders as the local engine's. The driver holds cou
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from dataclasses import asdict, replace
@@ -35,7 +36,7 @@ from rec_pipeline.engines.steps import (
     validate_file,
     vectors_schema,
 )
-from rec_pipeline.schema import CATALOG_COLUMNS
+from rec_pipeline.schema import CATALOG_COLUMNS, DataFormatError
 from rec_pipeline.search.sessions import SESSION_COLUMNS, search_sessions
 from rec_pipeline.splits import SplitConfig, assign_split, boundaries, cold_items, positive_interactions, split_summary, users_table
 
@@ -112,9 +113,12 @@ class SparkEngine:
             for batch in batches:
                 for _, row in batch.iterrows():
                     file = _file(row)
-                    yield key_rows(job, file, read_rows(job, file))
+                    try:
+                        yield key_rows(job, file, read_rows(job, file))
+                    except DataFormatError:  # the file's own task says so, below, and the driver raises it
+                        continue
 
-        keys = files.mapInPandas(keys_of, KEY_ROWS)
+        keys = files.mapInPandas(keys_of, KEY_ROWS).cache()  # counted, then joined: parse each file once for both
         earlier = [str(job.folders.keys / d) for d in job.history if job.folders.keys is not None and (job.folders.keys / d).is_dir()]
         if earlier:
             index = spark.read.parquet(*earlier).select("key", "partition", "part", "source_file", "source_row")
@@ -129,11 +133,20 @@ class SparkEngine:
             if file_rows.empty:  # repeats of a file outside the run (an earlier day's first occurrence)
                 return pd.DataFrame({"partition": [], "part": [], "outcome": []})
             file = _file(file_rows.iloc[0])
-            outcome = validate_file(job, file, read_rows(job, file), repeat_rows, known_items(), staging)
-            return pd.DataFrame({"partition": [file.partition], "part": [file.part], "outcome": [json.dumps(asdict(outcome))]})
+            try:
+                outcome = asdict(validate_file(job, file, read_rows(job, file), repeat_rows, known_items(), staging))
+            except DataFormatError as err:  # an unreadable file: one clear error on the driver, not a task's traceback
+                outcome = {"error": {"file": err.file, "message": err.detail, "row": err.row, "field": err.field}}
+            return pd.DataFrame({"partition": [file.partition], "part": [file.part], "outcome": [json.dumps(outcome)]})
 
         done = files.groupBy("partition", "part").cogroup(repeats.groupBy("partition", "part")).applyInPandas(validate_group, OUTCOMES).collect()
-        outcomes = [FileOutcome(**json.loads(r["outcome"])) for r in sorted(done, key=lambda r: (r["partition"], r["part"]))]
+        results = [json.loads(r["outcome"]) for r in sorted(done, key=lambda r: (r["partition"], r["part"]))]
+        errors = [r["error"] for r in results if "error" in r]
+        if errors:  # the first unreadable file in the logs' order, as the local engine reports it
+            shutil.rmtree(staging, ignore_errors=True)
+            raise DataFormatError(**errors[0])
+        keys.unpersist()
+        outcomes = [FileOutcome(**r) for r in results]
         if len(outcomes) != len(job.files):
             raise RuntimeError(f"the cluster validated {len(outcomes)} of the run's {len(job.files)} files")
         publish(staging, job.folders.all(), job.partitions, job.keep)
@@ -200,15 +213,15 @@ class SparkEngine:
         self._write(interactions.drop(*order), folder / "interactions.parquet", INTERACTIONS, staging)
         firsts = interactions.groupBy("user_id").agg(F.min("ts").alias("first_interaction")).orderBy("user_id")
         users = firsts.mapInPandas(lambda batches: (users_table(b.assign(first_interaction=_utc(b["first_interaction"])), validation_start) for b in batches),
-                                   "user_id string, first_interaction timestamp, new boolean")
+                                   "user_id string, first_interaction timestamp, new boolean").cache()
         self._write(users, folder / "users.parquet", USERS, staging)
         per_split = interactions.groupBy("split").agg(F.count("*").alias("interactions"), F.countDistinct("user_id").alias("users")).toPandas().set_index("split")
         first_item = interactions.groupBy("item_id").agg(F.min("ts").alias("first")).toPandas().set_index("item_id")["first"]
         cold, never = cold_items(_utc(first_item), read_table(catalog, ["item_id"])["item_id"], validation_start)
         n_users, new_users = users.agg(F.count("*"), F.sum(F.col("new").cast("long"))).first()
         publish(staging, [folder / "interactions.parquet", folder / "users.parquet"], [UNPARTITIONED])
-        positives.unpersist()
-        interactions.unpersist()
+        for cached in (positives, interactions, users):
+            cached.unpersist()
         return split_summary(per_split, validation_start, test_start, config.positive_events, cold, never, n_users, new_users)
 
     def search_sessions(self, events: Path, validation_start: pd.Timestamp, test_start: pd.Timestamp, path: Path) -> dict:

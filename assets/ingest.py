@@ -3,6 +3,7 @@ raw folders, and the DVC md5s are the assets' versions (per day for the events).
 
 
 import os
+import warnings
 
 import dagster as dg
 
@@ -15,7 +16,8 @@ from rec_pipeline.versioning import dvc_track, file_md5s, partition_md5
 # have files, not every day since some start date.
 EVENT_DAYS = dg.DynamicPartitionsDefinition(name="event_days")
 # A range of days runs as one run (the demo's first run, a backfill), not one run per day: the stages after
-# validation read every day once.
+# validation read every day once. (Dagster marks backfill policies as beta; the single-run one is what ranges need.)
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 ONE_RUN = dg.BackfillPolicy.single_run()
 
 

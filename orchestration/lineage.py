@@ -77,10 +77,11 @@ def _daily_node(instance, asset: str, days_read: dict) -> dict:
         facts = _node(instance, asset, _materialization(instance, asset, storage_id=int(pointers[asset])))
         raw = _node(instance, DAILY[asset], _materialization(instance, DAILY[asset], storage_id=int(pointers[DAILY[asset]])))
         days.append({"day": day, **{k: facts[k] for k in FACTS[asset] if k in facts}})
-        raw_days.append({"day": day, **{k: raw[k] for k in ("md5", "files") if k in raw}, "dvc_md5": raw.get("dvc_md5")})
+        raw_days.append({"day": day, **{k: raw[k] for k in ("md5", "files") if k in raw}, "dvc_md5": raw.get("dvc_md5"), "path": raw.get("path")})
     node = {"asset": asset, "data_version": f"{len(days)} days", **{k: sum(d.get(k, 0) for d in days) for k in FACTS[asset]}, "days": days}
-    raw = {"asset": DAILY[asset], "data_version": f"{len(raw_days)} days", "dvc_md5": raw_days[-1]["dvc_md5"] if raw_days else None,
-           "files": sum(d.get("files", 0) for d in raw_days), "days": [{k: v for k, v in d.items() if k != "dvc_md5"} for d in raw_days]}
+    latest = raw_days[-1] if raw_days else {}
+    raw = {"asset": DAILY[asset], "data_version": f"{len(raw_days)} days", "dvc_md5": latest.get("dvc_md5"), "files": sum(d.get("files", 0) for d in raw_days),
+           "path": latest.get("path"), "days": [{k: v for k, v in d.items() if k not in ("dvc_md5", "path")} for d in raw_days]}
     node["upstream"] = [raw]
     return node
 

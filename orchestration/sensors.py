@@ -4,6 +4,7 @@ night besides, over every day."""
 
 import hashlib
 import json
+import os
 
 import dagster as dg
 
@@ -13,6 +14,9 @@ from rec_pipeline.schema import DataFormatError
 from rec_pipeline.versioning import current_md5
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+# REC_PIPELINE_SENSORS=off: the retraining sensor starts stopped (a machine where runs are launched by hand, from the UI
+# or the CLI; turn it on in the UI's Automation page). On by default.
+SENSORS_ENV_VAR = "REC_PIPELINE_SENSORS"
 
 
 def day_range_tags(first: str, last: str) -> dict[str, str]:
@@ -54,7 +58,9 @@ def version_key(version: dict) -> str:
 
 
 def retraining(job) -> tuple[dg.SensorDefinition, dg.ScheduleDefinition]:
-    @dg.sensor(job=job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+    sensors_off = os.environ.get(SENSORS_ENV_VAR, "on") == "off"
+
+    @dg.sensor(job=job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED if sensors_off else dg.DefaultSensorStatus.RUNNING)
     def new_raw_data(context: dg.SensorEvaluationContext, store: ProjectStore, source: RawDataSource):
         """One retraining run per new raw data version, over the days that changed and those after them (a later day
         may repeat an event id of a changed one; the first occurrence decides which is kept), or every day when the

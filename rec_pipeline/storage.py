@@ -55,7 +55,12 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
 
 
 def file_sha256(path: Path, memo: Path | None = None) -> str:
-    """sha256 of a file, remembered in the JSON file `memo` by (path, size, mtime) so a large file is hashed once."""
+    """sha256 of a file, remembered in the JSON file `memo` by (path, size, mtime) so a large file is hashed once; of a
+    table folder (its parts, rec_pipeline/engines/layout.py), the sha256 over each part's name and sha256."""
+    path = Path(path)
+    if path.is_dir():
+        parts = sorted(p for p in path.rglob("*") if p.is_file() and not any(q.startswith(".") for q in p.relative_to(path).parts))
+        return hashlib.sha256("".join(f"{p.relative_to(path).as_posix()}\t{file_sha256(p, memo)}\n" for p in parts).encode()).hexdigest()
     stat = path.stat()
     key = str(path.resolve())
     known = json.loads(memo.read_text()) if memo is not None and memo.exists() else {}

@@ -1,10 +1,11 @@
-"""The Dagster UI in a real browser, used as a person would: dagster-webserver on loopback over a copy of the project
-with the small data set; Playwright drives Debian's Chromium to the asset graph, clicks "Materialize all", follows the
-run to success, and finds the evaluation report's Markdown on the `eval_report` asset page. Screenshots of each page
-go to `.test-artifacts/ui/`."""
+"""The Dagster UI in a real browser, used as a person would: `dagster dev` on loopback over a copy of the project with
+the small data set; Playwright drives Debian's Chromium to the asset graph, clicks "Materialize all", picks every day
+of logs and launches the backfill, follows it to success, and finds the evaluation report's Markdown on the
+`eval_report` asset page. Screenshots of each page go to `.test-artifacts/ui/`."""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,9 +14,12 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.execution.backfill import BulkActionStatus  # the status of a backfill: no public name
 import pytest
 import yaml
 
+from orchestration.sensors import register_days
+from rec_pipeline.engines.layout import partitions, raw_files
 from tests.test_dvc_repro import REPO, small_copy_of_repo
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -56,36 +60,40 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout_s: float = 180) -
 
 @pytest.fixture
 def webserver(tmp_path, monkeypatch, seed_encoder):
-    """dagster-webserver on a free loopback port, serving a copy of the project from its own workspace.yaml."""
+    """`dagster dev` (`make ui`'s command: the webserver and the daemon) on a free loopback port, serving a copy of the
+    project from its own workspace.yaml, whose days of logs are partitions already, as `make demo` leaves them."""
     require_browser()
     root = small_copy_of_repo(tmp_path / "repo", seed_encoder)
     home = tmp_path / "dagster_home"
     home.mkdir()
     config = yaml.safe_load((REPO / ".dagster_home" / "dagster.yaml").read_text())
-    # Without the daemon (and so without the sensor, which would launch a run of its own), a run launched from the UI
-    # starts at once instead of waiting in the daemon's queue.
+    # A run the daemon launches (the backfill's) starts at once instead of waiting in its queue.
     config["run_coordinator"] = {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # the test reads the same instance
+    with dg.DagsterInstance.get() as instance:
+        register_days(instance, partitions(raw_files(root / "data" / "raw" / "events")))
     port = free_port()
     # One process per run rather than per step (the Definitions' executor, which UI runs use): measured alone, this
-    # test took 69 s, against 205 s with a process per step.
-    env = {**os.environ, "REC_PIPELINE_EXECUTOR": "in_process", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    log = (tmp_path / "webserver.log").open("w")
+    # test took 69 s, against 205 s with a process per step. The retraining sensor is off (REC_PIPELINE_SENSORS), so
+    # the person's click launches the only runs.
+    env = {**os.environ, "REC_PIPELINE_EXECUTOR": "in_process", "REC_PIPELINE_SENSORS": "off",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = (tmp_path / "dagster-dev.log").open("w")
     process = subprocess.Popen(
-        # As `dagster dev` starts it: `python -m`, so the project root is on sys.path for the instance's run launcher.
-        [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/server_info", process)
         yield f"http://127.0.0.1:{port}", home, root
     finally:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGTERM)  # dagster dev, its webserver and its daemon
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         log.close()
 
 
@@ -116,26 +124,40 @@ def test_materialize_all_from_the_asset_graph_and_read_the_report(webserver):
             expect(page.get_by_text(group, exact=True).first).to_be_visible()
         page.screenshot(path=SCREENSHOTS / "1-asset-graph.png")
 
+        # Every day of logs, then every asset after them: a backfill, which the daemon runs as one run for the days
+        # (their backfill policy is one run) and runs for what follows.
         page.get_by_role("button", name="Materialize all").click()
+        page.get_by_role("button", name="All", exact=True).click()
+        page.wait_for_timeout(2000)
+        page.screenshot(path=SCREENSHOTS / "2-launch-backfill.png")
+        expect(page.get_by_text("20 partitions").first).to_be_visible()
+        page.get_by_role("button", name="Launch backfill").click()
         with dg.DagsterInstance.get() as instance:
             deadline = time.monotonic() + 60
-            while not instance.get_runs() and time.monotonic() < deadline:
+            while not instance.get_backfills() and time.monotonic() < deadline:
                 time.sleep(1)
-            [run] = instance.get_runs()
-            page.goto(f"{url}/runs/{run.run_id}")
-            page.screenshot(path=SCREENSHOTS / "2-run-started.png")
-            # A person leaves the run page open while it runs; here the page is left (Chromium rendering the live log
-            # took CPU from the run itself on 2 cores), the instance is watched, and the run page is opened again,
-            # where its status must read Success.
+            [backfill] = instance.get_backfills()
+            # A person leaves the backfill's page open while it runs; here the page is left (Chromium rendering the
+            # live logs took CPU from the runs themselves on 2 cores), the instance is watched, and the page opened again.
             page.goto("about:blank")
             deadline = time.monotonic() + RUN_TIMEOUT_S
-            while not instance.get_run_by_id(run.run_id).is_finished and time.monotonic() < deadline:
+            while instance.get_backfill(backfill.backfill_id).status == BulkActionStatus.REQUESTED and time.monotonic() < deadline:
                 time.sleep(2)
-            page.goto(f"{url}/runs/{run.run_id}")
+            backfill = instance.get_backfill(backfill.backfill_id)
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+            assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS, (backfill.status, [r.status for r in runs])
+            assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+            page.goto(f"{url}/runs/b/{backfill.backfill_id}")
+            expect(page.get_by_text("Succeeded", exact=True).first).to_be_visible()
+            expect(page.get_by_text("20 partitions", exact=True).first).to_be_visible()
+            page.screenshot(path=SCREENSHOTS / "3-backfill-succeeded.png")
+            # The first run validated every day at once (the days' backfill policy is one run).
+            days_run = runs[-1]  # newest first
+            days = sorted(instance.get_dynamic_partitions("event_days"))
+            assert (days_run.tags["dagster/asset_partition_range_start"], days_run.tags["dagster/asset_partition_range_end"]) == (days[0], days[-1])
+            page.goto(f"{url}/runs/{days_run.run_id}")
             expect(page.get_by_text("Success", exact=True).first).to_be_visible()
-            page.screenshot(path=SCREENSHOTS / "3-run-succeeded.png")
-            run = instance.get_run_by_id(run.run_id)
-            assert run.status == dg.DagsterRunStatus.SUCCESS
+            page.screenshot(path=SCREENSHOTS / "4-days-run-succeeded.png")
             materialized = {
                 key.to_user_string() for key in instance.get_asset_keys() if instance.get_latest_materialization_event(key) is not None
             }
@@ -144,12 +166,12 @@ def test_materialize_all_from_the_asset_graph_and_read_the_report(webserver):
         page.goto(f"{url}/assets/eval_report")
         dismiss_welcome(page)
         expect(page.get_by_text("summary", exact=True).first).to_be_visible()
-        page.screenshot(path=SCREENSHOTS / "4-eval-report-asset.png", full_page=True)
+        page.screenshot(path=SCREENSHOTS / "5-eval-report-asset.png", full_page=True)
         # The metadata table links the Markdown summary; opened, it shows the figures and the gate's decision.
         page.get_by_text("[Show Markdown]").first.click()
         expect(page.get_by_text("Champion/challenger").first).to_be_visible()
         expect(page.get_by_text("no champion yet").first).to_be_visible()
         page.wait_for_timeout(1000)  # the dialog fades in
-        page.screenshot(path=SCREENSHOTS / "5-eval-report-markdown.png", full_page=True)
+        page.screenshot(path=SCREENSHOTS / "6-eval-report-markdown.png", full_page=True)
         browser.close()
     assert (root / "data" / "reports" / "eval_report" / "report.html").exists()

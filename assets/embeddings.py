@@ -13,11 +13,11 @@ from assets.engine import DataEngine
 from assets.resources import ComputeDevice, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
-from rec_pipeline.engines.layout import read_table
 from rec_pipeline.embeddings import ENCODER_SETTINGS_FILE, ItemTextConfig, write_encoder_settings
 from rec_pipeline.encoders import EncoderConfig, TextEncoder
 from rec_pipeline.finetune import FinetuneConfig, finetune_record, finetuned_encoder
 from rec_pipeline.settings import from_settings
+from rec_pipeline.storage import read_table
 
 FinetuneSettings = from_dataclasses("FinetuneSettings", FinetuneConfig, exclude=("threads",))
 

@@ -13,15 +13,15 @@ from assets.metadata import consumed, markdown_table, mlflow_metric_name
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
-from rec_pipeline.engines.layout import read_table
 from rec_pipeline.embeddings import read_vectors
 from rec_pipeline.evaluation import temporal_split
 from rec_pipeline.protocol import segment_metrics
-from rec_pipeline.ranker.train import ranker_validation, train_ranker
 from rec_pipeline.ranker.model import RankerConfig, save_ranker
 from rec_pipeline.ranker.train import TrainConfig, score
-from rec_pipeline.versioning import git_commit
+from rec_pipeline.ranker.train import ranker_validation, train_ranker
 from rec_pipeline.settings import from_settings
+from rec_pipeline.storage import read_table
+from rec_pipeline.versioning import git_commit
 
 
 class RankerTrainingConfig(from_dataclasses(

@@ -15,18 +15,18 @@ from assets.metadata import consumed, mlflow_metric_name
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog
-from rec_pipeline.engines.layout import read_table
 from rec_pipeline import report as rp
 from rec_pipeline.embeddings import read_vectors
-from rec_pipeline.storage import file_sha256
 from rec_pipeline.evaluation import temporal_split
 from rec_pipeline.ranker.export import ONNX_FILE, OnnxRanker
 from rec_pipeline.ranker.model import window_season
 from rec_pipeline.registry import CHAMPION, champion_version, client_for, load_version
 from rec_pipeline.report_html import markdown_summary, plots, render_html, score_sample, search_markdown, write_report
 from rec_pipeline.search.protocol import evaluate_search
-from rec_pipeline.versioning import git_commit
 from rec_pipeline.settings import from_settings
+from rec_pipeline.storage import file_sha256
+from rec_pipeline.storage import read_table
+from rec_pipeline.versioning import git_commit
 
 # Models whose scores are on a scale worth plotting (random and popularity are uniform or counts).
 DISTRIBUTION_MODELS = ("ranker", "champion", "ease", "als", "content_knn")

@@ -16,7 +16,6 @@ from assets.engine import DataEngine
 from assets.resources import ComputeDevice, MlflowTracking, ProjectStore
 from assets.splits import training_splits
 from assets.validation import validated_catalog, validated_events
-from rec_pipeline.engines.layout import read_table
 from rec_pipeline.embeddings import ENCODER_SETTINGS_FILE, item_texts, read_encoder_settings, read_vectors
 from rec_pipeline.search import protocol
 from rec_pipeline.search.features import RetrievalConfig
@@ -24,6 +23,7 @@ from rec_pipeline.search.index import SearchIndexConfig, build_search_index, exa
 from rec_pipeline.search.ranker import ONNX_FILE, OPSET, PARITY_TOLERANCE, SearchRankerConfig, parity, save_search_ranker
 from rec_pipeline.settings import from_settings
 from rec_pipeline.storage import file_sha256
+from rec_pipeline.storage import read_table
 from rec_pipeline.versioning import git_commit
 
 SEARCH_MODEL = "rec_pipeline_search"

@@ -8,8 +8,9 @@ from assets.ingest import EVENT_DAYS, ONE_RUN, item_catalog, raw_events
 from assets.metadata import quarantine_sample, rules_table
 from assets.engine import DataEngine
 from assets.resources import ProjectStore, RawDataSource, UserPseudonymiser, ValidationPolicy
-from rec_pipeline.engines.layout import partitions, raw_files, read_table
+from rec_pipeline.engines.layout import partitions, raw_files
 from rec_pipeline.engines.steps import FileOutcome, ValidationJob, ValidationReport
+from rec_pipeline.storage import read_table
 
 
 def _metadata(outcome: FileOutcome, report: ValidationReport, quarantine) -> dict:

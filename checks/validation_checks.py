@@ -15,8 +15,8 @@ from assets.metadata import markdown_table, quarantine_sample
 from assets.engine import DataEngine
 from assets.resources import ProjectStore, ValidationPolicy
 from assets.validation import validated_catalog, validated_events
-from rec_pipeline.engines.layout import read_table
 from rec_pipeline.expectations import SuiteOutcome, catalog_membership, catalog_suite, events_suite, run_suite
+from rec_pipeline.storage import read_table
 
 
 def _run_parts(context, folder: Path, partitioned: bool) -> list[Path]:

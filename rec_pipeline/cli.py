@@ -65,9 +65,10 @@ def _validate(args: argparse.Namespace) -> int:
     import tempfile
 
     from rec_pipeline.engines import make_engine
-    from rec_pipeline.engines.layout import TableFolders, partitions, raw_files, read_table
+    from rec_pipeline.engines.layout import TableFolders, partitions, raw_files
     from rec_pipeline.engines.steps import ValidationJob
     from rec_pipeline.schema import DataFormatError
+    from rec_pipeline.storage import read_table
     from rec_pipeline.validation import ValidationSettings
 
     conf = _spark_conf(args.spark_conf)

@@ -151,23 +151,24 @@ def embed_items(
     text: ItemTextConfig = ItemTextConfig(),
 ) -> EmbeddingRun:
     """One vector per catalog item; only texts the cache has not seen are encoded, and the cache learns them."""
-    texts = item_texts(catalog, text)
-    hashes = [text_hash(t) for t in texts]
-    new = {h: t for h, t in zip(hashes, texts) if h not in cache}
+    rows = text_rows(catalog, text)
+    missing = rows[~rows["text_hash"].map(cache.__contains__).astype(bool)].drop_duplicates("text_hash")
     started = time.perf_counter()
-    if new:
+    if len(missing):
         encoder.load()
     loaded = time.perf_counter()
-    if new:
-        cache.put(list(new), encoder.encode(list(new.values())))
-    encoded = time.perf_counter()
-    encoded_now = sum(h in new for h in hashes)
+    if len(missing):
+        encoded = encode_rows(missing, encoder)
+        cache.put(encoded["text_hash"].tolist(), np.stack(encoded["embedding"].to_numpy()))
+    encoded_at = time.perf_counter()
+    hashes = rows["text_hash"].tolist()
+    encoded_now = int(rows["text_hash"].isin(missing["text_hash"]).sum())
     return EmbeddingRun(
-        item_ids=catalog["item_id"].tolist(),
+        item_ids=rows["item_id"].tolist(),
         text_hashes=hashes,
         vectors=cache.get(hashes),
         encoded_now=encoded_now,
         reused=len(hashes) - encoded_now,
         load_seconds=loaded - started,
-        encode_seconds=encoded - loaded,
+        encode_seconds=encoded_at - loaded,
     )

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pandas as pd
 
@@ -82,6 +82,24 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
     return Path(path)
+
+
+def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A table folder (or a single Parquet file) as one frame, timestamps back in nanoseconds as the rest of the
+    library has them."""
+    frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.DatetimeTZDtype):
+            frame[name] = frame[name].dt.as_unit("ns")
+    return frame
+
+
+def write_table(frame: pd.DataFrame, folder: Path, schema: pa.Schema) -> Path:
+    """`frame` as a table folder of one part, replacing the folder whole (the local engine's writes)."""
+    staging = staging_dir(folder.parent)
+    write_part(frame, staging / folder.name / "part-00000.parquet", schema)
+    publish(staging, [folder], [UNPARTITIONED])
+    return folder
 
 
 def _umask() -> int:

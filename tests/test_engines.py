@@ -19,10 +19,11 @@ import pytest
 
 from rec_pipeline.embeddings import read_vectors
 from rec_pipeline.engines import make_engine
-from rec_pipeline.engines.layout import TableFolders, partitions, raw_files, read_table
+from rec_pipeline.engines.layout import TableFolders, partitions, raw_files
 from rec_pipeline.engines.standalone import isolated, isolation_missing, java_missing
 from rec_pipeline.engines.steps import ValidationJob
 from rec_pipeline.generate import GeneratorConfig, append_day, generate
+from rec_pipeline.storage import read_table
 from rec_pipeline.validation import ValidationSettings
 from rec_pipeline.versioning import init_dvc_repo
 from tests.spark_cluster import NOW, SALT, stages

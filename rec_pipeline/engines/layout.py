@@ -126,24 +126,6 @@ def _write_table(table: pa.Table, path: Path) -> Path:
     return path
 
 
-def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """A table folder (or a single Parquet file) as one frame, timestamps back in nanoseconds as the rest of the
-    library has them."""
-    frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
-    for name in frame.columns:
-        if isinstance(frame[name].dtype, pd.DatetimeTZDtype):
-            frame[name] = frame[name].dt.as_unit("ns")
-    return frame
-
-
-def write_table(frame: pd.DataFrame, folder: Path, schema: pa.Schema) -> Path:
-    """`frame` as a table folder of one part, replacing the folder whole (the local engine's writes)."""
-    staging = staging_dir(folder.parent)
-    write_part(frame, staging / folder.name / "part-00000.parquet", schema)
-    publish(staging, [folder], [UNPARTITIONED])
-    return folder
-
-
 def existing_partitions(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
 

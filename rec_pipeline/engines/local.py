@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from rec_pipeline.embeddings import EmbeddingCache, ItemTextConfig, encode_rows, text_rows
+from rec_pipeline.embeddings import EmbeddingCache, ItemTextConfig, embed_items
 from rec_pipeline.encoders import TextEncoder
-from rec_pipeline.engines.layout import publish, read_table, staging_dir, write_table
+from rec_pipeline.engines.layout import publish, staging_dir, write_table
+from rec_pipeline.storage import read_table
 from rec_pipeline.engines.steps import (
     INTERACTIONS,
     SESSIONS,
@@ -64,18 +63,9 @@ class LocalEngine:
 
     def embed(self, catalog: Path, encoder: TextEncoder, text: ItemTextConfig, cache: Path, path: Path) -> EmbeddingCounts:
         """One vector per catalog item (rec_pipeline/embeddings.py): texts the cache lacks are encoded, and kept."""
-        rows = text_rows(read_table(catalog), text)
         store = EmbeddingCache(cache, encoder.dim)
-        missing = rows[~rows["text_hash"].map(store.__contains__).astype(bool)].drop_duplicates("text_hash")
-        started = time.perf_counter()
-        if len(missing):
-            encoder.load()
-        loaded = time.perf_counter()
-        if len(missing):
-            encoded = encode_rows(missing, encoder)
-            store.put(encoded["text_hash"].tolist(), np.stack(encoded["embedding"].to_numpy()))
+        run = embed_items(read_table(catalog), encoder, store, text)
+        if run.encoded_now:
             store.save()
-        done = time.perf_counter()
-        table = rows[["item_id", "text_hash"]].assign(embedding=list(store.get(rows["text_hash"].tolist())))
-        write_table(table, path, vectors_schema(encoder.dim))
-        return EmbeddingCounts(len(rows), int(rows["text_hash"].isin(missing["text_hash"]).sum()), loaded - started, done - loaded)
+        write_table(pd.DataFrame({"item_id": run.item_ids, "text_hash": run.text_hashes, "embedding": list(run.vectors)}), path, vectors_schema(encoder.dim))
+        return EmbeddingCounts(len(run.item_ids), run.encoded_now, run.load_seconds, run.encode_seconds)

@@ -20,7 +20,8 @@ import pandas as pd
 import pyarrow as pa
 
 from rec_pipeline.engines import spark_settings
-from rec_pipeline.engines.layout import UNPARTITIONED, RawFile, publish, read_table, staging_dir, write_part
+from rec_pipeline.engines.layout import UNPARTITIONED, RawFile, publish, staging_dir, write_part
+from rec_pipeline.storage import read_table
 from rec_pipeline.engines.steps import (
     INTERACTIONS,
     SESSIONS,

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rec_pipeline.engines.layout import read_table
 from rec_pipeline.embeddings import EmbeddingCache, read_encoder_settings, read_vectors
 from rec_pipeline.ranker.model import load_ranker
 from rec_pipeline.search import evaluate as ev
@@ -26,6 +25,7 @@ from rec_pipeline.search.examples import Recommender, build_examples
 from rec_pipeline.search.features import FEATURES, ItemTable, RetrievalConfig
 from rec_pipeline.search.index import open_search_index
 from rec_pipeline.search.ranker import SearchRanker, SearchRankerConfig, train_search_ranker
+from rec_pipeline.storage import read_table
 
 TRAIN_DAYS = 14
 SESSIONS_FILE = ("splits", "search_sessions.parquet")

@@ -9,7 +9,6 @@ import pandas as pd
 from rec_pipeline.embeddings import EmbeddingCache, ItemTextConfig, embed_items
 from rec_pipeline.encoders import TextEncoder
 from rec_pipeline.engines.layout import publish, staging_dir, write_table
-from rec_pipeline.storage import read_table
 from rec_pipeline.engines.steps import (
     INTERACTIONS,
     SESSIONS,
@@ -28,6 +27,7 @@ from rec_pipeline.engines.steps import (
 )
 from rec_pipeline.search.sessions import SESSION_COLUMNS, search_sessions
 from rec_pipeline.splits import SplitConfig, make_splits
+from rec_pipeline.storage import read_table
 
 
 class LocalEngine:

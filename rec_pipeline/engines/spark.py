@@ -21,7 +21,6 @@ import pyarrow as pa
 
 from rec_pipeline.engines import spark_settings
 from rec_pipeline.engines.layout import UNPARTITIONED, RawFile, publish, staging_dir, write_part
-from rec_pipeline.storage import read_table
 from rec_pipeline.engines.steps import (
     INTERACTIONS,
     SESSIONS,
@@ -40,6 +39,7 @@ from rec_pipeline.engines.steps import (
 from rec_pipeline.schema import CATALOG_COLUMNS, DataFormatError
 from rec_pipeline.search.sessions import SESSION_COLUMNS, search_sessions
 from rec_pipeline.splits import SplitConfig, assign_split, boundaries, cold_items, positive_interactions, split_summary, users_table
+from rec_pipeline.storage import read_table
 
 KEY_ROWS = "key string, partition string, part long, source_file string, source_row long"
 REPEATS = "partition string, part long, source_row long, first_file string, first_row long"
@@ -119,7 +119,8 @@ class SparkEngine:
                     except DataFormatError:  # the file's own task says so, below, and the driver raises it
                         continue
 
-        keys = files.mapInPandas(keys_of, KEY_ROWS).cache()  # counted, then joined: parse each file once for both
+        parsed = files.mapInPandas(keys_of, KEY_ROWS).cache()  # counted, then joined: each file parsed once for both
+        keys = parsed
         earlier = [str(job.folders.keys / d) for d in job.history if job.folders.keys is not None and (job.folders.keys / d).is_dir()]
         if earlier:
             index = spark.read.parquet(*earlier).select("key", "partition", "part", "source_file", "source_row")
@@ -146,7 +147,7 @@ class SparkEngine:
         if errors:  # the first unreadable file in the logs' order, as the local engine reports it
             shutil.rmtree(staging, ignore_errors=True)
             raise DataFormatError(**errors[0])
-        keys.unpersist()
+        parsed.unpersist()
         outcomes = [FileOutcome(**r) for r in results]
         if len(outcomes) != len(job.files):
             raise RuntimeError(f"the cluster validated {len(outcomes)} of the run's {len(job.files)} files")

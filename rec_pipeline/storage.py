@@ -94,14 +94,6 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.Dat
     return frame
 
 
-def write_table(frame: pd.DataFrame, folder: Path, schema: pa.Schema) -> Path:
-    """`frame` as a table folder of one part, replacing the folder whole (the local engine's writes)."""
-    staging = staging_dir(folder.parent)
-    write_part(frame, staging / folder.name / "part-00000.parquet", schema)
-    publish(staging, [folder], [UNPARTITIONED])
-    return folder
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

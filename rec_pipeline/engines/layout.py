@@ -126,6 +126,14 @@ def _write_table(table: pa.Table, path: Path) -> Path:
     return path
 
 
+def write_table(frame: pd.DataFrame, folder: Path, schema: pa.Schema) -> Path:
+    """`frame` as a table folder of one part, replacing the folder whole (the local engine's writes)."""
+    staging = staging_dir(folder.parent)
+    write_part(frame, staging / folder.name / "part-00000.parquet", schema)
+    publish(staging, [folder], [UNPARTITIONED])
+    return folder
+
+
 def existing_partitions(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
 

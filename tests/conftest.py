@@ -57,7 +57,7 @@ def seed_encoder(tmp_path_factory):
 # The longest files first, so that with two workers (`make test`: pytest -n 2 --dist loadfile) the last file to
 # start is a short one. Measured on CI's 2 cores: the browser test, the DVC repro and the sensor tests take minutes each.
 LONGEST_FIRST = [
-    "test_ui.py", "test_dvc_repro.py", "test_pipeline.py", "test_protocol.py", "test_crash.py", "test_service.py",
+    "test_engines.py", "test_ui.py", "test_dvc_repro.py", "test_pipeline.py", "test_protocol.py", "test_crash.py", "test_service.py",
     "test_sensor.py", "test_config_file.py", "test_evaluation.py",
 ]
 

@@ -24,10 +24,6 @@ def _run_parts(context, folder: Path, partitioned: bool) -> list[Path]:
     return [folder / day for day in context.partition_keys] if partitioned else [folder]
 
 
-def _read(parts: list[Path], columns=None) -> pd.DataFrame:
-    return pd.concat([read_table(p, columns) for p in parts], ignore_index=True) if len(parts) > 1 else read_table(parts[0], columns)
-
-
 def _quarantine_share_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=asset,
@@ -39,8 +35,8 @@ def _quarantine_share_check(asset: dg.AssetsDefinition, table: str) -> dg.AssetC
     )
     def check(context: dg.AssetCheckExecutionContext, store: ProjectStore, policy: ValidationPolicy) -> dg.AssetCheckResult:
         partitioned = asset.partitions_def is not None
-        rows_valid = len(_read(_run_parts(context, store.validated_path(table), partitioned), columns=["source_row"]))
-        quarantine = _read(_run_parts(context, store.quarantine_path(table), partitioned))
+        rows_valid = len(read_table(_run_parts(context, store.validated_path(table), partitioned), columns=["source_row"]))
+        quarantine = read_table(_run_parts(context, store.quarantine_path(table), partitioned))
         rows_in = rows_valid + len(quarantine)
         share = len(quarantine) / rows_in if rows_in else 1.0
         passed = rows_in > 0 and share <= policy.max_quarantine_share
@@ -139,7 +135,7 @@ def events_expectations(
         return _suite_result(run_suite(frame, "validated_events", suite, extra=[membership]), engine)
     catalog_ids = read_table(store.validated_path("catalog"), columns=["item_id"])["item_id"]
     suite = events_suite(catalog_ids, settings.earliest, settings.latest)
-    return _suite_result(run_suite(_read(parts), "validated_events", suite), engine)
+    return _suite_result(run_suite(read_table(parts), "validated_events", suite), engine)
 
 
 def _spark_read(engine: DataEngine, folders: list[Path]):

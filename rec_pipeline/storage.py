@@ -84,10 +84,17 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """A table folder (or a single Parquet file) as one frame, timestamps back in nanoseconds as the rest of the
-    library has them."""
-    frame = pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+def read_table(path: str | Path | Sequence[str | Path], columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A table folder (or a Parquet file, or several folders: days of a partitioned table) as one frame, in path order,
+    timestamps back in nanoseconds as the rest of the library has them."""
+    import pyarrow.parquet as pq
+
+    paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    files = [f for p in paths for f in (sorted(q for q in p.rglob("*.parquet") if not any(part.startswith(".") for part in q.relative_to(p).parts))
+                                        if p.is_dir() else [p])]
+    if not files and all(p.is_dir() for p in paths):
+        raise FileNotFoundError(f"no Parquet part in {', '.join(map(str, paths))}")
+    frame = pq.read_table(files, columns=list(columns) if columns is not None else None).to_pandas()
     for name in frame.columns:
         if isinstance(frame[name].dtype, pd.DatetimeTZDtype):
             frame[name] = frame[name].dt.as_unit("ns")

@@ -22,7 +22,7 @@ from rec_pipeline.engines.steps import (
     repeats_of,
     rule_descriptions,
     sessions_summary,
-    validate_file,
+    validate_files,
     vectors_schema,
 )
 from rec_pipeline.search.sessions import SESSION_COLUMNS, search_sessions
@@ -44,7 +44,7 @@ class LocalEngine:
         repeats = repeats_of(pd.concat([history_rows(job, keys["key"]), keys], ignore_index=True))
         known_items = read_table(job.catalog, ["item_id"])["item_id"] if job.catalog else None
         staging = staging_dir(job.folders.valid.parent)
-        outcomes = [validate_file(job, f, rows[f], repeats, known_items, staging) for f in job.files]
+        outcomes = validate_files(job, [(f, rows[f]) for f in job.files], repeats, known_items, staging, keys)
         publish(staging, job.folders.all(), job.partitions, job.keep)
         return ValidationReport(job, outcomes, rule_descriptions(job))
 

@@ -33,7 +33,7 @@ from rec_pipeline.engines.steps import (
     read_rows,
     repeats_of,
     rule_descriptions,
-    validate_file,
+    validate_files,
     vectors_schema,
 )
 from rec_pipeline.schema import CATALOG_COLUMNS, DataFormatError
@@ -136,7 +136,7 @@ class SparkEngine:
                 return pd.DataFrame({"partition": [], "part": [], "outcome": []})
             file = _file(file_rows.iloc[0])
             try:
-                outcome = asdict(validate_file(job, file, read_rows(job, file), repeat_rows, known_items(), staging))
+                [outcome] = [asdict(o) for o in validate_files(job, [(file, read_rows(job, file))], repeat_rows, known_items(), staging)]
             except DataFormatError as err:  # an unreadable file: one clear error on the driver, not a task's traceback
                 outcome = {"error": {"file": err.file, "message": err.detail, "row": err.row, "field": err.field}}
             return pd.DataFrame({"partition": [file.partition], "part": [file.part], "outcome": [json.dumps(outcome)]})

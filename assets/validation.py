@@ -84,10 +84,13 @@ def validated_events(
         history=tuple(d for d in every_day if d not in days and d < days[-1]), keep=tuple(every_day), catalog=str(store.validated_path("catalog")),
     )
     report = engine.engine().validate(job)
+    quarantine = read_table([folders.quarantine / day for day in days])  # the run's days in one read
+    day_of = {f.name: f.partition for f in job.files}
+    by_day = dict(tuple(quarantine.groupby(quarantine["source_file"].map(day_of), sort=False)))
     for day in days:
         outcome = report.totals(day)
         assert outcome.rows_in == outcome.rows_valid + outcome.rows_quarantined, "a row was lost in validation"
-        context.add_asset_metadata(_metadata(outcome, report, read_table(folders.quarantine / day)), partition_key=day)
+        context.add_asset_metadata(_metadata(outcome, report, by_day.get(day, quarantine.iloc[0:0])), partition_key=day)
     _log(context, f"events, {len(days)} day(s)", report.totals(), engine)
     return dg.MaterializeResult(metadata={
         "engine": engine.describe(),

@@ -40,7 +40,7 @@ class LocalEngine:
         """Each file read once and kept in memory; the cross-row answers over all of them and the earlier days'
         matches; then each file through the rules, its parts published with the run's other parts."""
         rows = {f: read_rows(job, f) for f in job.files}
-        keys = pd.concat([key_rows(job, f, rows[f]) for f in job.files], ignore_index=True)
+        keys = key_rows(job, [(f, rows[f]) for f in job.files])
         repeats = repeats_of(pd.concat([history_rows(job, keys["key"]), keys], ignore_index=True))
         known_items = read_table(job.catalog, ["item_id"])["item_id"] if job.catalog else None
         staging = staging_dir(job.folders.valid.parent)

@@ -115,7 +115,7 @@ class SparkEngine:
                 for _, row in batch.iterrows():
                     file = _file(row)
                     try:
-                        yield key_rows(job, file, read_rows(job, file))
+                        yield key_rows(job, [(file, read_rows(job, file))])
                     except DataFormatError:  # the file's own task says so, below, and the driver raises it
                         continue
 

@@ -14,6 +14,7 @@ rec_pipeline/validation.py, the readers in rec_pipeline/sources/.
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -118,12 +119,14 @@ def read_rows(job: ValidationJob, file: RawFile) -> SourceTable:
     return source_table([read_file(Path(file.path), file.name, columns, required)], [file.name])
 
 
-def key_rows(job: ValidationJob, file: RawFile, rows: SourceTable) -> pd.DataFrame:
+def key_rows(job: ValidationJob, batch: list[tuple[RawFile, SourceTable]]) -> pd.DataFrame:
     """Every row's key as the rules read it (stripped text), with its place in the logs: what the cross-row rules
     group on. Rows without a key are left out."""
-    frame = rows.frame
+    frame = pd.concat([rows.frame[[c for c in (job.key, "source_file", "source_row") if c in rows.frame.columns]] for _, rows in batch], ignore_index=True)
     keys = as_text(frame[job.key]) if job.key in frame.columns else pd.Series(None, index=frame.index, dtype=object)
-    out = pd.DataFrame({"key": keys.to_numpy(dtype=object), "partition": file.partition, "part": file.part,
+    place = {file.name: (file.partition, file.part) for file, _ in batch}
+    where = frame["source_file"].map(place)
+    out = pd.DataFrame({"key": keys.to_numpy(dtype=object), "partition": [w[0] for w in where], "part": np.array([w[1] for w in where], dtype="int64"),
                         "source_file": frame["source_file"].to_numpy(dtype=object), "source_row": frame["source_row"].to_numpy(dtype="int64")})
     return out[out["key"].notna()].reset_index(drop=True)
 
@@ -163,10 +166,11 @@ def validate_files(job: ValidationJob, batch: list[tuple[RawFile, SourceTable]],
     them already."""
     files = [file for file, _ in batch]
     raw = pd.concat([rows.frame for _, rows in batch], ignore_index=True) if len(batch) > 1 else batch[0][1].frame.copy()
-    names = {(f.partition, f.part): f.name for f in files}
-    mine = repeats[np.array([(p, q) in names for p, q in zip(repeats["partition"], repeats["part"])], dtype=bool)]
-    where = [names[p, q] + "\n" + str(r) for p, q, r in zip(mine["partition"], mine["part"], mine["source_row"])]
-    raw[FIRST_SEEN] = (raw["source_file"].astype(str) + "\n" + raw["source_row"].astype(str)).map(pd.Series(first_seen_at(mine).to_numpy(), index=where, dtype=object))
+    names = pd.DataFrame({"partition": [f.partition for f in files], "part": [f.part for f in files], "source_file": [f.name for f in files]})
+    mine = repeats.merge(names, on=["partition", "part"])  # the repeats among these files' rows
+    mine = mine.assign(at=first_seen_at(mine).to_numpy(dtype=object))[["source_file", "source_row", "at"]]
+    placed = raw[["source_file", "source_row"]].reset_index().merge(mine, on=["source_file", "source_row"])
+    raw[FIRST_SEEN] = pd.Series(placed["at"].to_numpy(dtype=object), index=placed["index"].to_numpy()).reindex(raw.index)
     source_rules = batch[0][1].rules
     if job.table == "events":
         result = apply_rules(raw, coerce_events(raw), [*source_rules, *event_rules(job.settings, known_items if known_items is not None else [])], EVENT_COLUMNS)
@@ -179,17 +183,17 @@ def validate_files(job: ValidationJob, batch: list[tuple[RawFile, SourceTable]],
     valid, quarantine = (dict(tuple(t.groupby("source_file", sort=False))) for t in (result.valid, result.quarantine))
     rows_in = raw.groupby("source_file", sort=False).size()
     if job.folders.keys is not None:
-        keys = pd.concat([key_rows(job, file, rows) for file, rows in batch], ignore_index=True) if keys is None else keys
+        keys = key_rows(job, batch) if keys is None else keys
         keys = keys.drop_duplicates(["partition", "part", "key"], keep="first")
         keys = keys.assign(key_hash=key_hash(keys["key"]))
         keys_by_file = dict(tuple(keys.groupby(["partition", "part"], sort=False)))
-    outcomes = []
+    outcomes, writes = [], []
     for file, rows in batch:
         file_valid, file_quarantine = valid.get(file.name, result.valid.iloc[0:0]), quarantine.get(file.name, result.quarantine.iloc[0:0])
-        write_part(file_valid, part_path(staging / job.folders.valid.name, file), SCHEMAS[(job.table, "valid")])
-        write_part(file_quarantine, part_path(staging / job.folders.quarantine.name, file), SCHEMAS[(job.table, "quarantine")])
+        writes.append((file_valid, part_path(staging / job.folders.valid.name, file), SCHEMAS[(job.table, "valid")]))
+        writes.append((file_quarantine, part_path(staging / job.folders.quarantine.name, file), SCHEMAS[(job.table, "quarantine")]))
         if job.folders.keys is not None:
-            write_part(keys_by_file.get((file.partition, file.part), keys.iloc[0:0]), part_path(staging / job.folders.keys.name, file), KEY_SCHEMA)
+            writes.append((keys_by_file.get((file.partition, file.part), keys.iloc[0:0]), part_path(staging / job.folders.keys.name, file), KEY_SCHEMA))
         failed = Counter(name for names_ in file_quarantine["failed_rules"] for name in names_.split(";"))
         by_rule = file_quarantine["rule"].value_counts()
         outcomes.append(FileOutcome(
@@ -197,6 +201,9 @@ def validate_files(job: ValidationJob, batch: list[tuple[RawFile, SourceTable]],
             {name: int(by_rule.get(name, 0)) for name in result.quarantined_by_rule},
             {name: int(failed.get(name, 0)) for name in result.failures_by_rule}, dict(rows.stats),
         ))
+    # Three parts a file: Parquet encoding and the file system let go of the GIL, so threads overlap the writes.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda w: write_part(*w), writes))
     return outcomes
 
 

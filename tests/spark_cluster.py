@@ -4,7 +4,7 @@ workers), and on it
 1. the data stages on the default data through both engines (validation, splits, search sessions, item vectors),
 2. every bad-input class through both engines' validation,
 3. the `main` job materialised through Dagster with the spark engine against the cluster,
-4. a case validated through Spark Connect (a Connect server on the cluster, reached with `spark.remote`),
+4. `rec-pipeline validate --engine spark` against the cluster, and a case validated through Spark Connect (a Connect server on the cluster, reached with `spark.remote`),
 
 then every process it started stopped, and what is left listed. Writes `report.json` and the tables under --out;
 the test compares them.
@@ -102,6 +102,21 @@ def main_job(project: Path, conf: dict) -> dict:
         }
 
 
+def cli_validate(events: Path, engine: str, master: str) -> dict:
+    """What `rec-pipeline validate` prints for the corpus catalog and `events` on `engine`."""
+    import contextlib
+    import io
+
+    from rec_pipeline.cli import main as cli
+    from tests.bad_input_cases import CORPUS
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli(["validate", "--events", str(events), "--catalog", str(CORPUS / "catalog.jsonl"), "--engine", engine,
+                    "--spark-conf", f"spark.master={master}", "--spark-conf", "spark.ui.enabled=false"])
+    return {"exit": code, **json.loads(printed.getvalue())}
+
+
 def processes_left() -> list[str]:
     """Every process in this PID namespace but this one (its init), by command line."""
     left = []
@@ -144,6 +159,9 @@ def main(argv=None) -> int:
             report["cases_seconds"] = round(time.perf_counter() - started, 1)
             report["main_job"] = main_job(args.project, cluster.conf())
             stop_session(spark)
+            # `rec-pipeline validate --engine spark` against the cluster, beside the local engine's answer.
+            case = dict((name, (table, path)) for name, table, path in every_case(args.cases))["values_not_text"]
+            report["cli_validate"] = {name: cli_validate(case[1], name, cluster.url) for name in ("local", "spark")}
             # 4. Spark Connect: a Connect server on the cluster, and a case validated through `spark.remote`.
             started = time.perf_counter()
             cluster.connect_server(port=15002)

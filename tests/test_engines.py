@@ -128,6 +128,15 @@ def test_every_bad_input_class_gives_the_same_rows_or_the_same_error_on_both_eng
     assert repeated["reason"].iloc[1] == "event_id 'e3' repeats: first seen at events-2025-09-01.jsonl row 3"
 
 
+def test_the_validate_command_on_the_cluster_prints_what_the_local_engine_prints(cluster_run):
+    _, report = cluster_run
+    local, spark = report["cli_validate"]["local"], report["cli_validate"]["spark"]
+    assert local["exit"] == spark["exit"] == 0
+    assert local["engine"] == "local (pandas, this process)" and spark["engine"] == "spark (spark://127.0.0.1:7077)"
+    assert {k: v for k, v in spark.items() if k != "engine"} == {k: v for k, v in local.items() if k != "engine"}
+    assert spark["events"]["quarantined_by_rule"] == {"not_text": 5}
+
+
 def test_spark_connect_gives_the_same_answer(cluster_run):
     work, report = cluster_run
     assert report["connect"] == {**report["cases"]["repeated_across_days"]["spark"], "seconds": report["connect"]["seconds"]}

@@ -133,11 +133,7 @@ def one_run(args) -> dict:
     if args.engine == "local":
         result = run_stages(make_engine("local"), raw, data, models)
         cores = 1  # pandas in one process: one core does the work
-        jvm_mb = 0
-        # The new day in a process of its own, as the sensor's run is (not in this one, whose heap the history filled).
-        done = subprocess.run([sys.executable, "-m", "bench.scale", "--new-day", "--scale", str(args.scale), "--engine", "local", "--work-dir", str(work)],
-                              cwd=ROOT, capture_output=True, text=True, check=True)
-        result.update(json.loads(done.stdout.strip().splitlines()[-1]))
+        jvm_mb = 0  # the new day is measured later, in a process of its own (main)
     else:
         from rec_pipeline.engines.standalone import StandaloneCluster, driver_jvm_peak_mb, start_session, stop_session
 
@@ -153,7 +149,8 @@ def one_run(args) -> dict:
         cores = args.workers
     python_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     event_s = sum(result["stage_s"][s] for s in EVENT_STAGES)
-    shutil.rmtree(data, ignore_errors=True)
+    if args.engine == "spark":
+        shutil.rmtree(data, ignore_errors=True)
     return {
         "scale": args.scale, "engine": args.engine, "cores": cores, **result,
         "driver_peak_rss_mb": round(python_mb + jvm_mb), "driver_python_peak_rss_mb": round(python_mb), "driver_jvm_peak_rss_mb": round(jvm_mb),
@@ -177,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.new_day:
         from rec_pipeline.engines import make_engine
 
-        print(json.dumps(new_day(make_engine("local"), args.work_dir / f"raw_{args.scale}x", args.work_dir / f"data_{args.scale}x_local", args.work_dir / "new_day")))
+        print(json.dumps(new_day(make_engine("local"), args.work_dir / f"raw_{args.scale}x", args.work_dir / f"data_{args.scale}x_local", args.work_dir / "new_day",
+                                 repeats=9)))
         return 0
     if args.scale is not None:
         print(json.dumps(one_run(args)))
@@ -202,6 +200,14 @@ def main(argv: list[str] | None = None) -> int:
                 return done.returncode
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps({"progress": runs[-1]}), file=sys.stderr, flush=True)
+    # The local engine's new day: for each history, a process of its own (as the sensor's run is), started when no
+    # other run is alive, so that no scale's measurement shares the machine with a larger run's leftovers.
+    for run in runs:
+        if run["engine"] == "local":
+            done = subprocess.run([sys.executable, "-m", "bench.scale", "--new-day", "--scale", str(run["scale"]), "--work-dir", str(args.work_dir)],
+                                  cwd=ROOT, capture_output=True, text=True, check=True)
+            run.update(json.loads(done.stdout.strip().splitlines()[-1]))
+            shutil.rmtree(args.work_dir / f"data_{run['scale']}x_local", ignore_errors=True)
     by = {(r["scale"], r["engine"]): r for r in runs}
 
     def ratio(a, b, key, engine):

@@ -79,20 +79,25 @@ def partitions(files: Iterable[RawFile]) -> list[str]:
 
 @dataclass(frozen=True)
 class TableFolders:
-    """A validated table's three folders: valid rows, quarantined rows and (for the partitioned events) the key index
-    that lets a new day find repeats of its ids in earlier days without reading them."""
+    """A validated table's folders: valid rows, quarantined rows, and for the partitioned events the key index that
+    lets a new day find repeats of its ids in earlier days without reading them: each file's keys with their place
+    (`keys`, Parquet, what the Spark engine joins on), and each file's key hashes sorted (`hashes`, one .npy array a
+    file, what the local engine searches: a new day binary-searches its hashes in each earlier day's array, memory-
+    mapped, and reads the rows of a day only where one matched)."""
 
     valid: Path
     quarantine: Path
     keys: Path | None = None
+    hashes: Path | None = None
 
     @classmethod
     def under(cls, folder: str | Path, table: str, key_index: bool) -> TableFolders:
         folder = Path(folder)
-        return cls(folder / f"{table}.parquet", folder / f"{table}_quarantine.parquet", folder / f"{table}_keys.parquet" if key_index else None)
+        index = (folder / f"{table}_keys.parquet", folder / f"{table}_key_hashes") if key_index else (None, None)
+        return cls(folder / f"{table}.parquet", folder / f"{table}_quarantine.parquet", *index)
 
     def all(self) -> list[Path]:
-        return [p for p in (self.valid, self.quarantine, self.keys) if p is not None]
+        return [p for p in (self.valid, self.quarantine, self.keys, self.hashes) if p is not None]
 
 
 def part_path(folder: Path, file: RawFile) -> Path:
@@ -120,6 +125,19 @@ def _write_table(table: pa.Table, path: Path) -> Path:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     try:
         pq.write_table(table, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_hashes(hashes: np.ndarray, path: Path) -> Path:
+    """A file's key hashes, sorted, as a .npy array (no pickle: `np.load(..., allow_pickle=False)` reads it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as handle:
+            np.save(handle, np.sort(np.asarray(hashes, dtype=np.int64)), allow_pickle=False)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

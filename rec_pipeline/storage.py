@@ -90,7 +90,7 @@ def read_table(path: str | Path | Sequence[str | Path], columns: Sequence[str] |
     import pyarrow.parquet as pq
 
     paths = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
-    files = [f for p in paths for f in (sorted(q for q in p.rglob("*.parquet") if not any(part.startswith(".") for part in q.relative_to(p).parts))
+    files = [f for p in paths for f in (sorted(q for q in p.rglob("*.parquet") if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts))
                                         if p.is_dir() else [p])]
     if not files and all(p.is_dir() for p in paths):
         raise FileNotFoundError(f"no Parquet part in {', '.join(map(str, paths))}")

@@ -145,11 +145,13 @@ def main(argv=None) -> int:
             report["cluster"] = {"url": cluster.url, "workers": cluster.workers, "started_in_s": round(cluster.started_in_s, 1)}
             spark = start_session(cluster.conf())
             engines = {"local": make_engine("local"), "spark": make_engine("spark", spark)}
-            report["executors"] = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1  # less the driver
             for name, engine in engines.items():
                 started = time.perf_counter()
                 report[f"default_{name}"] = stages(engine, args.default_raw, args.out / "default" / name, args.models, SALT, NOW)
                 report[f"default_{name}"]["seconds"] = round(time.perf_counter() - started, 1)
+            # Counted once the stages ran: right after the session starts, a loaded machine may not have registered
+            # the executors yet (CI once counted 0 there).
+            report["executors"] = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1  # less the driver
             report["cases"] = {}
             started = time.perf_counter()
             for case, table, path in every_case(args.cases):

@@ -108,6 +108,11 @@ def part_path(folder: Path, file: RawFile) -> Path:
 
 def write_part(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> Path:
     """`frame` as one part, in `schema` (timestamps cut to microseconds), written beside and renamed into place."""
+    return write_arrow(arrow_table(frame, schema), path)
+
+
+def arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """`frame` in `schema` (timestamps cut to microseconds; columns it lacks are nulls)."""
     columns = {}
     for field in schema:
         values = frame[field.name] if field.name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
@@ -117,10 +122,11 @@ def write_part(frame: pd.DataFrame, path: Path, schema: pa.Schema) -> Path:
             values = pd.to_datetime(values, utc=True)
             values = values.dt.floor("us") if field.type.unit == "us" else values
         columns[field.name] = values
-    return _write_table(pa.Table.from_pandas(pd.DataFrame(columns, index=frame.index), schema=schema, preserve_index=False, safe=False), path)
+    return pa.Table.from_pandas(pd.DataFrame(columns, index=frame.index), schema=schema, preserve_index=False, safe=False)
 
 
-def _write_table(table: pa.Table, path: Path) -> Path:
+def write_arrow(table: pa.Table, path: Path) -> Path:
+    """`table` as one part, written beside and renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     try:

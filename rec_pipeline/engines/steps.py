@@ -187,7 +187,7 @@ def validate_files(job: ValidationJob, batch: list[tuple[RawFile, SourceTable]],
     position = {file.name: n for n, file in enumerate(files)}
     rows_in = np.bincount(raw["source_file"].map(position).to_numpy(dtype="int64"), minlength=len(files))
     valid, valid_rows = _per_file(result.valid, position, SCHEMAS[(job.table, "valid")])
-    quarantine, quarantine_rows = _per_file(result.quarantine, position, SCHEMAS[(job.table, "quarantine")])
+    quarantine, _ = _per_file(result.quarantine, position, SCHEMAS[(job.table, "quarantine")])
     writes = [*((part, part_path(staging / job.folders.valid.name, file)) for part, file in zip(valid, files)),
               *((part, part_path(staging / job.folders.quarantine.name, file)) for part, file in zip(quarantine, files))]
     if job.folders.keys is not None:
